@@ -1,0 +1,209 @@
+"""The `live` command: serve, migrate, token, version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import replace
+from typing import NoReturn
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from live import __version__, auth, db
+from live.embedded import EmbeddedError, EmbeddedServers
+from live.metrics import MULTIPROC_ENV
+from live.migrations import runner
+from live.settings import Settings, SettingsError
+
+
+class CliError(Exception):
+    """A failure worth one line on stderr and a non-zero exit."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"live: error: {message} (see live {self.prog.split()[-1]} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="live", description="Real-time backend for live-stream shopping.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = commands.add_parser(
+        "serve", help="run the service (embedded Redis/PostgreSQL by default)"
+    )
+    serve.add_argument("--host", help="bind address (LIVE_HOST)")
+    serve.add_argument("--port", type=int, help="port (LIVE_PORT)")
+    serve.add_argument("--workers", type=int, help="worker processes (LIVE_WORKERS)")
+    serve.add_argument("--data-dir", help="embedded servers' data (LIVE_DATA_DIR)")
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    migrate.add_argument("--data-dir", help="embedded servers' data (LIVE_DATA_DIR)")
+
+    token = commands.add_parser("token", help="print a signed JWT for development and tests")
+    token.add_argument("--role", required=True, choices=[r.value for r in auth.Role])
+    token.add_argument("--room", required=True)
+    token.add_argument("--sub", required=True, help="user id")
+    token.add_argument("--name", default="", help="display name")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.add_argument("--data-dir", help="where the development secret is kept (LIVE_DATA_DIR)")
+
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        name: value
+        for name in ("host", "port", "workers", "data_dir")
+        if (value := getattr(args, name, None)) is not None
+    }
+    if "data_dir" in overrides:
+        from pathlib import Path
+
+        overrides["data_dir"] = Path(overrides["data_dir"])
+    settings = Settings.from_env(**overrides)
+    settings.validate()
+    return settings
+
+
+def _embedded(settings: Settings) -> EmbeddedServers | None:
+    if settings.redis_url and settings.database_url:
+        return None
+    return EmbeddedServers(
+        settings.data_dir, redis=not settings.redis_url, postgres=not settings.database_url
+    )
+
+
+def _with_servers(settings: Settings, stack: ExitStack) -> Settings:
+    """Start what is not given by URL; return settings pointing at every server."""
+    servers = _embedded(settings)
+    if servers is None:
+        return settings
+    stack.enter_context(servers)
+    return replace(
+        settings,
+        redis_url=servers.redis.url if servers.redis else settings.redis_url,
+        database_url=servers.postgres.url if servers.postgres else settings.database_url,
+    )
+
+
+async def _check_and_migrate(settings: Settings) -> list[runner.Migration]:
+    client = aioredis.Redis.from_url(
+        settings.redis_url, socket_timeout=settings.io_timeout_s, socket_connect_timeout=2
+    )
+    try:
+        await asyncio.wait_for(client.ping(), settings.io_timeout_s)
+    except Exception as exc:
+        raise CliError(f"Redis at {settings.redis_url} does not answer: {exc}") from None
+    finally:
+        await client.aclose()
+    return await _migrate(settings)
+
+
+async def _migrate(settings: Settings) -> list[runner.Migration]:
+    try:
+        await db.ensure_schema(settings)
+        conn = await db.connect(settings)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise CliError(f"PostgreSQL at {settings.database_url} does not answer: {exc}") from None
+    try:
+        return await runner.migrate(conn)
+    finally:
+        await conn.close()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    # uvicorn re-raises the signal that stopped it once it has shut down; with this handler in
+    # place that becomes SystemExit, so the embedded servers below are stopped, not orphaned.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    with ExitStack() as stack:
+        settings = _with_servers(settings, stack)
+        applied = asyncio.run(_check_and_migrate(settings))
+        os.environ["LIVE_REDIS_URL"] = settings.redis_url
+        os.environ["LIVE_DATABASE_URL"] = settings.database_url
+        os.environ["LIVE_JWT_SECRET"] = settings.resolved_jwt_secret()
+        if settings.workers > 1:
+            metrics_dir = (settings.data_dir / "metrics").resolve()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            os.environ[MULTIPROC_ENV] = str(metrics_dir)
+        print(
+            f"live {__version__}: http://{settings.host}:{settings.port} "
+            f"(workers {settings.workers}, redis {settings.redis_url}, "
+            f"postgres {settings.database_url}, {len(applied)} migrations applied)",
+            flush=True,
+        )
+        uvicorn.run(
+            "live.app:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            ws_max_size=settings.max_message_bytes,
+            ws_per_message_deflate=False,
+            timeout_graceful_shutdown=10,
+            lifespan="on",
+        )
+
+
+def _migrate_command(settings: Settings) -> None:
+    with ExitStack() as stack:
+        settings = _with_servers(settings, stack)
+        applied = asyncio.run(_migrate(settings))
+        latest = runner.latest_version()
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing to apply"
+        print(f"schema at version {latest}: {names}")
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> None:
+    try:
+        token = auth.mint(
+            settings.resolved_jwt_secret(),
+            sub=args.sub,
+            role=auth.Role(args.role),
+            room=args.room,
+            ttl_s=args.ttl,
+            name=args.name,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(token)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "version":
+            print(f"live {__version__}")
+            return
+        settings = _settings(args)
+        if args.command == "serve":
+            _serve(settings)
+        elif args.command == "migrate":
+            _migrate_command(settings)
+        elif args.command == "token":
+            _token(settings, args)
+    except (CliError, SettingsError, EmbeddedError) as exc:
+        print(f"live: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Service settings, read once from `LIVE_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service. Field `x` is read from `LIVE_X`."""
+
+    env: str = "development"  # "development" or "production"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    redis_url: str = ""  # empty: start an embedded redis-server under data_dir
+    database_url: str = ""  # empty: start an embedded PostgreSQL under data_dir
+    database_schema: str = "public"
+    redis_prefix: str = "live:"
+    data_dir: Path = Path(".live")
+    jwt_secret: str = ""  # required in production; generated and kept in data_dir otherwise
+    tick_ms: int = 50
+    allow_anonymous: bool = True
+    max_message_bytes: int = 4096
+    comment_max_chars: int = 500
+    comments_per_10s: int = 5
+    db_pool_size: int = 10
+    io_timeout_s: float = 5.0
+    log_level: str = "info"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        source = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = source.get(f"LIVE_{field.name.upper()}")
+            if raw is None:
+                continue
+            values[field.name] = _parse(field.name, field.type, raw)
+        settings = replace(cls(), **values, **overrides)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.env not in ("development", "production"):
+            raise SettingsError(f"LIVE_ENV must be 'development' or 'production', not {self.env!r}")
+        if self.production and not self.jwt_secret:
+            raise SettingsError("LIVE_JWT_SECRET must be set when LIVE_ENV=production")
+        if self.production and len(self.jwt_secret) < 32:
+            raise SettingsError("LIVE_JWT_SECRET must be at least 32 characters in production")
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"LIVE_PORT must be between 1 and 65535, not {self.port}")
+        if self.workers < 1:
+            raise SettingsError(f"LIVE_WORKERS must be at least 1, not {self.workers}")
+        if not 1 <= self.tick_ms <= 5000:
+            raise SettingsError(f"LIVE_TICK_MS must be between 1 and 5000, not {self.tick_ms}")
+        if not self.database_schema.isidentifier():
+            raise SettingsError(
+                f"LIVE_DATABASE_SCHEMA must be an identifier: {self.database_schema!r}"
+            )
+        for name in ("max_message_bytes", "comment_max_chars", "comments_per_10s", "db_pool_size"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"LIVE_{name.upper()} must be positive")
+        if self.io_timeout_s <= 0:
+            raise SettingsError("LIVE_IO_TIMEOUT_S must be positive")
+
+    def resolved_jwt_secret(self) -> str:
+        """The configured secret, or in development one generated once and kept in data_dir."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        if self.production:
+            raise SettingsError("LIVE_JWT_SECRET must be set when LIVE_ENV=production")
+        path = self.data_dir / "jwt_secret"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+def _parse(name: str, kind: Any, raw: str) -> Any:
+    variable = f"LIVE_{name.upper()}"
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (bool, "bool"):
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind in (Path, "Path"):
+            return Path(raw)
+    except ValueError:
+        raise SettingsError(f"{variable} has an invalid value: {raw!r}") from None
+    return raw

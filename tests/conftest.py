@@ -1,0 +1,138 @@
+"""Real Redis and PostgreSQL for every test: embedded by default, external through LIVE_TEST_*.
+
+A session starts (or is given) one Redis and one PostgreSQL. Each test works in its own Redis
+key namespace and its own PostgreSQL schema, removed afterwards, so a shared server is never
+flushed and tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+import uvicorn
+
+from live.app import create_app
+from live.embedded import EmbeddedServers, free_port
+from live.settings import Settings
+
+TEST_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class ServerUrls:
+    redis: str
+    database: str
+
+
+@pytest.fixture(scope="session")
+def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerUrls]:
+    redis_url = os.environ.get("LIVE_TEST_REDIS_URL", "")
+    database_url = os.environ.get("LIVE_TEST_DATABASE_URL", "")
+    if redis_url and database_url:
+        yield ServerUrls(redis_url, database_url)
+        return
+    data_dir = tmp_path_factory.mktemp("embedded")
+    with EmbeddedServers(data_dir, redis=not redis_url, postgres=not database_url) as servers:
+        yield ServerUrls(
+            redis_url or (servers.redis.url if servers.redis else ""),
+            database_url or (servers.postgres.url if servers.postgres else ""),
+        )
+
+
+@pytest.fixture(scope="session")
+def redis_url(server_urls: ServerUrls) -> str:
+    return server_urls.redis
+
+
+@pytest.fixture(scope="session")
+def database_url(server_urls: ServerUrls) -> str:
+    return server_urls.database
+
+
+@pytest.fixture
+async def namespace(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    prefix = f"t{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=10)
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                await client.unlink(*batch)
+                batch.clear()
+        if batch:
+            await client.unlink(*batch)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis(redis_url: str, namespace: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=10)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def db_schema(database_url: str) -> AsyncIterator[str]:
+    """A PostgreSQL schema of this test's own, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        yield schema
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def settings(
+    redis_url: str, database_url: str, namespace: str, db_schema: str, tmp_path: Path
+) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        database_url=database_url,
+        database_schema=db_schema,
+        redis_prefix=namespace,
+        data_dir=tmp_path / "data",
+        jwt_secret=TEST_SECRET,
+    )
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[str]:
+    """The real app served by uvicorn on a loopback port in this event loop; yields its URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ws_max_size=settings.max_message_bytes,
+        ws_per_message_deflate=False,
+    )
+    instance = uvicorn.Server(config)
+    task = asyncio.create_task(instance.serve())
+    async with asyncio.timeout(30):
+        while not instance.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server exited during start")
+            await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 30)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,13 +16,20 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
+from gateway.server import Gateway, GatewayConfig
 from live import db
-from live.errors import http_exception, unhandled_exception
+from live.errors import api_error, http_exception, unhandled_exception
 from live.metrics import metrics_endpoint
 from live.migrations import runner
 from live.settings import Settings
+from rooms.auth import Authenticator
+from rooms.errors import ApiError
+from rooms.log import RoomLog
+from rooms.presence import Presence
+from rooms.routes import RoomRoutes
+from rooms.service import CommentPolicy, RoomService
 
 
 @dataclass
@@ -29,6 +39,13 @@ class Services:
     settings: Settings
     redis: aioredis.Redis
     pg: asyncpg.Pool
+    rooms: RoomService
+    gateway: Gateway
+
+
+def process_id() -> str:
+    """Names this process in shared Redis state (presence), unique across restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
@@ -41,9 +58,10 @@ def redis_client(settings: Settings) -> aioredis.Redis:
     )
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+def services(app: Starlette) -> Services:
+    """The services the lifespan opened (routes run only after it did)."""
+    opened: Services = app.state.services
+    return opened
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -51,16 +69,16 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    services = _services(request)
-    timeout = services.settings.io_timeout_s
+    opened = services(request.app)
+    timeout = opened.settings.io_timeout_s
     checks: dict[str, str] = {}
     try:
-        await asyncio.wait_for(services.redis.ping(), timeout)
+        await asyncio.wait_for(opened.redis.ping(), timeout)
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}: {exc}"
     try:
-        async with asyncio.timeout(timeout), services.pg.acquire() as conn:
+        async with asyncio.timeout(timeout), opened.pg.acquire() as conn:
             version = await runner.applied_version(conn)
         latest = runner.latest_version()
         checks["postgres"] = "ok"
@@ -89,22 +107,49 @@ def create_app(settings: Settings) -> Starlette:
         try:
             async with pg.acquire() as conn:
                 await runner.migrate(conn)
-            app.state.services = Services(settings=settings, redis=redis, pg=pg)
-            yield
+            log = RoomLog(redis, settings.redis_prefix)
+            presence = Presence(redis, settings.redis_prefix, process_id())
+            policy = CommentPolicy(settings.comment_max_chars, settings.comments_per_10s)
+            room_service = RoomService(pg, redis, log, presence, policy)
+            gateway = Gateway(
+                GatewayConfig(tick_s=settings.tick_ms / 1000, allowed_origins=settings.origins),
+                room_service,
+                log,
+                presence,
+                auth,
+                handlers={},
+            )
+            await gateway.start()
+            app.state.services = Services(
+                settings=settings, redis=redis, pg=pg, rooms=room_service, gateway=gateway
+            )
+            try:
+                yield
+            finally:
+                await gateway.stop()
         finally:
             await redis.aclose()
             await pg.close()
 
+    auth = Authenticator(settings.resolved_jwt_secret())
+    room_routes = RoomRoutes(lambda: services(app).rooms, auth)
     routes = [
+        *room_routes.routes(),
+        WebSocketRoute("/ws/rooms/{room}", lambda ws: services(app).gateway.endpoint(ws)),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_exception, Exception: unhandled_exception},
+        exception_handlers={
+            HTTPException: http_exception,
+            ApiError: api_error,
+            Exception: unhandled_exception,
+        },
     )
+    return app
 
 
 def app_from_env() -> Starlette:

@@ -16,11 +16,12 @@ from typing import NoReturn
 import asyncpg
 import redis.asyncio as aioredis
 
-from live import __version__, auth, db
+from live import __version__, db
 from live.embedded import EmbeddedError, EmbeddedServers
 from live.metrics import MULTIPROC_ENV
 from live.migrations import runner
 from live.settings import Settings, SettingsError
+from rooms import auth
 
 
 class CliError(Exception):

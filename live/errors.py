@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from rooms.errors import ApiError
 
 log = logging.getLogger("live")
 
@@ -32,6 +35,14 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _CODES.get(exc.status_code, "error")
     return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    headers = {}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return error_response(exc.status, exc.code, exc.detail, **headers)
 
 
 async def unhandled_exception(request: Request, exc: Exception) -> Response:

@@ -30,12 +30,17 @@ class Settings:
     jwt_secret: str = ""  # required in production; generated and kept in data_dir otherwise
     tick_ms: int = 50
     allow_anonymous: bool = True
+    allowed_origins: str = ""  # comma-separated WebSocket origins; empty: any
     max_message_bytes: int = 4096
     comment_max_chars: int = 500
     comments_per_10s: int = 5
     db_pool_size: int = 10
     io_timeout_s: float = 5.0
     log_level: str = "info"
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        return tuple(o.strip() for o in self.allowed_origins.split(",") if o.strip())
 
     @property
     def production(self) -> bool:

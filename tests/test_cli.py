@@ -16,8 +16,8 @@ import asyncpg
 import httpx
 import pytest
 
-from live import auth
 from live.embedded import free_port
+from rooms import auth
 
 LIVE = [sys.executable, "-m", "live.cli"]
 

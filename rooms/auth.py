@@ -77,3 +77,36 @@ def verify(secret: str, token: str) -> Claims:
     if not all(isinstance(v, str) for v in (sub, room, name)) or not sub or not room:
         raise TokenError("invalid_token", "the token's sub, room and name must be strings")
     return Claims(sub=sub, role=role, room=room, exp=int(payload["exp"]), name=name)
+
+
+class Authenticator:
+    """Reads the bearer token of a request and checks it against the room it acts on."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def claims(self, token: str | None) -> Claims | None:
+        """None for no token; TokenError for a bad one."""
+        return verify(self.secret, token) if token else None
+
+    def for_room(self, token: str | None, room: str, *, staff: bool = False) -> Claims:
+        from rooms.errors import forbidden, unauthorized
+
+        if not token:
+            raise unauthorized("token_required", "send a token: Authorization: Bearer <jwt>")
+        try:
+            claims = verify(self.secret, token)
+        except TokenError as exc:
+            raise unauthorized(exc.code, exc.detail) from None
+        if claims.room != room:
+            raise forbidden("this token is for another room")
+        if staff and not claims.staff:
+            raise forbidden("only the host or a moderator of this room may do this")
+        return claims
+
+
+def bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None

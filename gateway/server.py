@@ -1,0 +1,336 @@
+"""The gateway of one process: the WebSocket endpoint, its room hubs, the shared subscription,
+presence reports and the routing of client commands to the handlers it was given."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gateway import metrics
+from gateway.connection import Backpressure, Connection
+from gateway.hub import HubConfig, RoomHub
+from gateway.protocol import (
+    CloseCode,
+    Command,
+    ProtocolError,
+    error_frame,
+    events_frame,
+    parse,
+    reply_frame,
+    snapshot_frame,
+    welcome_frame,
+)
+from gateway.subscriber import Subscriber
+from rooms.auth import Authenticator, Claims, TokenError
+from rooms.errors import ApiError
+from rooms.log import RoomLog
+from rooms.presence import Presence
+from rooms.service import RoomService
+
+log = logging.getLogger("live.gateway")
+
+Handler = Callable[[str, Claims, dict[str, Any]], Awaitable[dict[str, Any]]]
+"""A client command's handler: (room, the caller's claims, the command's fields) -> reply data.
+Raises ApiError to answer with an error frame."""
+
+REPLAY_LIMIT = 1000
+AUTH_TIMEOUT_S = 5.0
+ABUSE_LIMIT = 20  # bad messages per minute before the connection is closed
+MESSAGES_PER_S = 20
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    tick_s: float = 0.05
+    lossy_per_tick: int = 20
+    backpressure: Backpressure = field(default_factory=Backpressure)
+    allowed_origins: tuple[str, ...] = ()  # empty: any origin
+    presence_interval_s: float = 1.0
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        rooms: RoomService,
+        room_log: RoomLog,
+        presence: Presence,
+        auth: Authenticator,
+        handlers: dict[str, Handler],
+    ) -> None:
+        self.config = config
+        self.rooms = rooms
+        self.log = room_log
+        self.presence = presence
+        self.auth = auth
+        self.handlers = {"comment": self._comment, **handlers}
+        self.hubs: dict[str, RoomHub] = {}
+        self._by_channel: dict[str, RoomHub] = {}
+        self._hub_lock = asyncio.Lock()
+        self.subscriber = Subscriber(rooms.redis, self._deliver, self._reconnected)
+        self._background: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.subscriber.start()
+        self._background = [
+            asyncio.create_task(self._presence_loop(), name="gateway-presence"),
+            asyncio.create_task(self._catch_up_loop(), name="gateway-catch-up"),
+        ]
+
+    async def stop(self) -> None:
+        """Close every viewer with SERVICE_RESTART (they reconnect elsewhere and resume)."""
+        self._stopping = True
+        for hub in list(self.hubs.values()):
+            hub.flush()
+            for connection in list(hub.connections):
+                connection.close(CloseCode.SERVICE_RESTART, "server restarting: reconnect")
+        await asyncio.sleep(0.1)
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for hub in list(self.hubs.values()):
+            await hub.stop()
+        await self.subscriber.stop()
+
+    # -- hubs ------------------------------------------------------------------------------
+
+    def _deliver(self, channel: str, event: bytes) -> None:
+        hub = self._by_channel.get(channel)
+        if hub is not None:
+            hub.receive(event)
+
+    def _reconnected(self) -> None:
+        for hub in self.hubs.values():
+            hub.fill_gap()
+
+    async def _join(self, room: str, connection: Connection) -> RoomHub:
+        async with self._hub_lock:
+            hub = self.hubs.get(room)
+            if hub is None:
+                config = HubConfig(self.config.tick_s, self.config.lossy_per_tick)
+                hub = RoomHub(room, config, self.log.read_since, self.log.position, self._snapshot)
+                channel = self.log.keys(room).channel
+                await self.subscriber.subscribe(channel)
+                await hub.start()
+                self.hubs[room] = hub
+                self._by_channel[channel] = hub
+            hub.connections.add(connection)
+            metrics.CONNECTIONS.inc()
+            return hub
+
+    async def _leave(self, hub: RoomHub, connection: Connection) -> None:
+        async with self._hub_lock:
+            if connection in hub.connections:
+                hub.connections.discard(connection)
+                metrics.CONNECTIONS.dec()
+            if hub.connections or self.hubs.get(hub.room) is not hub:
+                return
+            channel = self.log.keys(hub.room).channel
+            del self.hubs[hub.room]
+            del self._by_channel[channel]
+            await self.subscriber.unsubscribe(channel)
+            await hub.stop()
+        with contextlib.suppress(Exception):
+            await self.presence.report(hub.room, 0)
+
+    async def _snapshot(self, room: str) -> dict[str, Any]:
+        return await self.rooms.snapshot(room)
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.presence_interval_s)
+            for room, hub in list(self.hubs.items()):
+                try:
+                    tally = await self.presence.report(room, len(hub.connections))
+                    if tally.announce:
+                        await self.log.publish(room, "viewers", {"count": tally.total})
+                except Exception as exc:
+                    log.warning("room %s: presence report failed: %s", room, exc)
+
+    async def _catch_up_loop(self) -> None:
+        """Backstop for a pub/sub message lost without a visible reconnect: once a second,
+        compare each hub with its room's log and fill any difference."""
+        while True:
+            await asyncio.sleep(1.0)
+            for room, hub in list(self.hubs.items()):
+                try:
+                    epoch, seq = await self.log.position(room)
+                except Exception:
+                    continue
+                if epoch != hub.epoch or seq > hub.seq:
+                    hub.fill_gap()
+
+    # -- the endpoint --------------------------------------------------------------------
+
+    async def endpoint(self, websocket: WebSocket) -> None:
+        room: str = websocket.path_params["room"]
+        origin = websocket.headers.get("origin")
+        if self.config.allowed_origins and origin not in self.config.allowed_origins:
+            await websocket.close(code=CloseCode.FORBIDDEN, reason="origin not allowed")
+            return
+        if self._stopping:
+            await websocket.close(code=CloseCode.SERVICE_RESTART, reason="server restarting")
+            return
+        try:
+            room_settings = await self.rooms.settings(room)
+        except ApiError:
+            await websocket.close(code=CloseCode.ROOM_NOT_FOUND, reason="no such room")
+            return
+        await websocket.accept()
+        claims: Claims | None = None
+        token = websocket.query_params.get("token")
+        try:
+            if token:
+                claims = self._claims_for(token, room)
+            elif not room_settings.get("allow_anonymous", True):
+                claims = await self._await_auth(websocket, room)
+        except _Refused as refused:
+            await websocket.close(code=refused.code, reason=refused.reason)
+            return
+        connection = Connection(websocket, self.config.backpressure)
+        connection.user = claims.sub if claims else None
+        hub = await self._join(room, connection)
+        try:
+            await self._sync(websocket, room, connection, claims)
+            await self._serve(websocket, room, connection, claims)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await self._leave(hub, connection)
+            await connection.finish()
+
+    def _claims_for(self, token: str, room: str) -> Claims:
+        try:
+            claims = self.auth.claims(token)
+        except TokenError as exc:
+            raise _Refused(CloseCode.UNAUTHORIZED, exc.code) from None
+        assert claims is not None
+        if claims.room != room:
+            raise _Refused(CloseCode.FORBIDDEN, "token for another room")
+        return claims
+
+    async def _await_auth(self, websocket: WebSocket, room: str) -> Claims:
+        try:
+            async with asyncio.timeout(AUTH_TIMEOUT_S):
+                text = await websocket.receive_text()
+        except TimeoutError:
+            raise _Refused(CloseCode.AUTH_TIMEOUT, "send an auth message first") from None
+        try:
+            command = parse(text)
+        except ProtocolError:
+            raise _Refused(CloseCode.UNAUTHORIZED, "the first message must be auth") from None
+        if command.type != "auth":
+            raise _Refused(CloseCode.UNAUTHORIZED, "the first message must be auth")
+        claims = self._claims_for(command.fields["token"], room)
+        await websocket.send_text(reply_frame(command.ref, {"user": claims.sub}))
+        return claims
+
+    async def _sync(
+        self, websocket: WebSocket, room: str, connection: Connection, claims: Claims | None
+    ) -> None:
+        """Resume from `since`/`epoch` when the log still holds what was missed, else send a
+        snapshot. Frames that arrive meanwhile are held by the connection and released after."""
+        params = websocket.query_params
+        since, epoch = params.get("since"), params.get("epoch")
+        user = claims.sub if claims else None
+        if since is not None and epoch and since.isdigit() and len(since) < 19:
+            replay = await self.log.read_since(room, epoch, int(since), REPLAY_LIMIT)
+            if not replay.gap:
+                connection.send(welcome_frame(True, replay.epoch, replay.seq, user))
+                if replay.events:
+                    connection.send(events_frame(replay.events))
+                connection.synced(replay.seq)
+                return
+        snapshot = await self.rooms.snapshot(room)
+        connection.send(welcome_frame(False, str(snapshot["epoch"]), int(snapshot["seq"]), user))
+        connection.send(snapshot_frame(snapshot))
+        connection.synced(int(snapshot["seq"]))
+
+    async def _serve(
+        self, websocket: WebSocket, room: str, connection: Connection, claims: Claims | None
+    ) -> None:
+        strikes: list[float] = []
+        window_start, window_count = time.monotonic(), 0
+        while not connection.closed:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                text = (message.get("bytes") or b"").decode("utf-8", "replace")
+            now = time.monotonic()
+            if now - window_start >= 1.0:
+                window_start, window_count = now, 0
+            window_count += 1
+            try:
+                if window_count > MESSAGES_PER_S:
+                    raise ProtocolError("rate_limited", f"at most {MESSAGES_PER_S} messages/s")
+                command = parse(text)
+            except ProtocolError as exc:
+                connection.send(error_frame(exc.ref, exc.code, exc.detail))
+                strikes = [t for t in strikes if now - t < 60] + [now]
+                if len(strikes) > ABUSE_LIMIT:
+                    connection.close(CloseCode.ABUSE, "too many bad messages")
+                    return
+                continue
+            claims = await self._run(room, connection, claims, command)
+
+    async def _run(
+        self, room: str, connection: Connection, claims: Claims | None, command: Command
+    ) -> Claims | None:
+        if command.type == "ping":
+            connection.send(reply_frame(command.ref, {"ts": int(time.time() * 1000)}))
+            return claims
+        if command.type == "auth":
+            try:
+                claims = self._claims_for(command.fields["token"], room)
+            except _Refused as refused:
+                connection.send(error_frame(command.ref, "unauthorized", refused.reason))
+                return claims
+            connection.user = claims.sub
+            connection.send(reply_frame(command.ref, {"user": claims.sub}))
+            return claims
+        if claims is None:
+            connection.send(
+                error_frame(command.ref, "token_required", f"{command.type} needs a token")
+            )
+            return claims
+        handler = self.handlers.get(command.type)
+        if handler is None:
+            connection.send(
+                error_frame(command.ref, "unavailable", f"{command.type} is not available here")
+            )
+            return claims
+        try:
+            data = await handler(room, claims, command.fields)
+        except ApiError as exc:
+            extra = {} if exc.retry_after_s is None else {"retry_after_s": exc.retry_after_s}
+            connection.send(error_frame(command.ref, exc.code, exc.detail, **extra))
+        except Exception:
+            log.exception("room %s: %s failed", room, command.type)
+            connection.send(error_frame(command.ref, "internal_error", "the command failed"))
+        else:
+            connection.send(reply_frame(command.ref, data))
+        return claims
+
+    async def _comment(self, room: str, claims: Claims, fields: dict[str, Any]) -> dict[str, Any]:
+        published = await self.rooms.comment(room, claims, fields["text"])
+        return {"seq": published.seq}
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason

@@ -1,0 +1,103 @@
+"""One Redis pub/sub connection per process, multiplexing every room that has a local viewer.
+
+When Redis drops, the subscriber reconnects by itself, subscribes again to every room and asks
+each hub to fill what it missed from the room's log, so no critical event is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+
+log = logging.getLogger("live.gateway")
+
+Deliver = Callable[[str, bytes], None]  # (channel, event)
+Reconnected = Callable[[], None]
+
+
+class Subscriber:
+    def __init__(self, client: aioredis.Redis, deliver: Deliver, reconnected: Reconnected) -> None:
+        self._client = client
+        self._deliver = deliver
+        self._reconnected = reconnected
+        self._channels: set[str] = set()
+        self._pubsub: PubSub | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.connected = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="gateway-subscriber")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def subscribe(self, channel: str) -> None:
+        async with self._lock:
+            self._channels.add(channel)
+            if self._pubsub is not None and self.connected.is_set():
+                with contextlib.suppress(Exception):  # the reader resubscribes after a reconnect
+                    await self._pubsub.subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        async with self._lock:
+            self._channels.discard(channel)
+            if self._pubsub is not None and self.connected.is_set():
+                with contextlib.suppress(Exception):
+                    await self._pubsub.unsubscribe(channel)
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        first = True
+        while True:
+            try:
+                await self._connect()
+                if not first:
+                    self._reconnected()
+                first = False
+                backoff = 0.05
+                await self._read()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("pub/sub connection lost (%s); reconnecting", exc)
+            self.connected.clear()
+            if self._pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                self._pubsub = None
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _connect(self) -> None:
+        async with self._lock:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            await pubsub.ping()
+            if self._channels:
+                await pubsub.subscribe(*self._channels)
+            self._pubsub = pubsub
+            self.connected.set()
+
+    async def _read(self) -> None:
+        assert self._pubsub is not None
+        pubsub = self._pubsub
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is None:
+                continue
+            if message["type"] == "message":
+                channel = message["channel"]
+                name = channel.decode() if isinstance(channel, bytes) else channel
+                data = message["data"]
+                self._deliver(name, data if isinstance(data, bytes) else data.encode())

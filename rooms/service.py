@@ -1,0 +1,300 @@
+"""What hosts, moderators and viewers do to a room: PostgreSQL for what lasts (rooms, products),
+Redis for the live state, every change announced through the room's event log."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, cast
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from rooms import scripts
+from rooms.auth import Claims
+from rooms.errors import ApiError, forbidden, invalid, not_found
+from rooms.keys import ROOM_ID
+from rooms.log import Published, RoomLog
+from rooms.presence import Presence
+
+MAX_MUTE_S = 7 * 24 * 3600
+MAX_SLOW_MODE_S = 3600
+MAX_HOST_MESSAGE = 500
+MAX_BLOCKED_WORDS = 200
+
+
+@dataclass(frozen=True)
+class CommentPolicy:
+    max_chars: int
+    per_window: int
+    window_ms: int = 10_000
+
+
+def _product(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "sku": row["sku"],
+        "title": row["title"],
+        "price_cents": row["price_cents"],
+        "image_url": row["image_url"],
+    }
+
+
+def check_room_id(room: str) -> None:
+    if not ROOM_ID.match(room):
+        raise invalid("room ids are 1-64 letters, digits, '-' or '_'")
+
+
+class RoomService:
+    def __init__(
+        self,
+        pg: asyncpg.Pool,
+        client: aioredis.Redis,
+        log: RoomLog,
+        presence: Presence,
+        policy: CommentPolicy,
+    ) -> None:
+        self.pg = pg
+        self.redis = client
+        self.log = log
+        self.presence = presence
+        self.policy = policy
+        self._comment_gate = scripts.load(client, "comment_gate")
+
+    # -- rooms and products (PostgreSQL) --------------------------------------------------
+
+    async def put_room(
+        self, room: str, claims: Claims, title: str, settings: dict[str, Any]
+    ) -> dict[str, Any]:
+        check_room_id(room)
+        words = settings.get("blocked_words", [])
+        if not isinstance(words, list) or len(words) > MAX_BLOCKED_WORDS:
+            raise invalid(f"blocked_words must be a list of at most {MAX_BLOCKED_WORDS} words")
+        if not all(isinstance(w, str) and 0 < len(w) <= 50 for w in words):
+            raise invalid("each blocked word must be 1-50 characters")
+        anonymous = settings.get("allow_anonymous", True)
+        if not isinstance(anonymous, bool):
+            raise invalid("allow_anonymous must be true or false")
+        clean = {"blocked_words": [w.lower() for w in words], "allow_anonymous": anonymous}
+        row = await self.pg.fetchrow(
+            """INSERT INTO rooms (id, title, host_id, settings) VALUES ($1, $2, $3, $4::jsonb)
+               ON CONFLICT (id) DO UPDATE SET title = excluded.title, settings = excluded.settings
+               WHERE rooms.host_id = excluded.host_id
+               RETURNING id, title, host_id, settings, ended_at""",
+            room,
+            title,
+            claims.sub,
+            json.dumps(clean),
+        )
+        if row is None:
+            raise forbidden("this room belongs to another host")
+        await self.redis.hset(self.log.keys(room).state, "settings", json.dumps(clean))
+        room_view = _room(row)
+        await self.log.publish(room, "room_updated", {"room": room_view})
+        return room_view
+
+    async def room(self, room: str) -> dict[str, Any]:
+        check_room_id(room)
+        row = await self.pg.fetchrow(
+            "SELECT id, title, host_id, settings, ended_at FROM rooms WHERE id = $1", room
+        )
+        if row is None:
+            raise not_found(f"no room {room!r}")
+        return _room(row)
+
+    async def add_product(
+        self, room: str, sku: str, title: str, price_cents: int, image_url: str
+    ) -> dict[str, Any]:
+        await self.room(room)
+        try:
+            row = await self.pg.fetchrow(
+                """INSERT INTO products (room_id, sku, title, price_cents, image_url)
+                   VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (room_id, sku) DO UPDATE
+                   SET title = excluded.title, price_cents = excluded.price_cents,
+                       image_url = excluded.image_url
+                   RETURNING id, sku, title, price_cents, image_url""",
+                room,
+                sku,
+                title,
+                price_cents,
+                image_url,
+            )
+        except asyncpg.CheckViolationError:
+            raise invalid("product fields out of range") from None
+        assert row is not None
+        return _product(row)
+
+    async def products(self, room: str) -> list[dict[str, Any]]:
+        rows = await self.pg.fetch(
+            "SELECT id, sku, title, price_cents, image_url FROM products "
+            "WHERE room_id = $1 ORDER BY id",
+            room,
+        )
+        return [_product(r) for r in rows]
+
+    async def product(self, room: str, product_id: int) -> dict[str, Any]:
+        row = await self.pg.fetchrow(
+            "SELECT id, sku, title, price_cents, image_url FROM products "
+            "WHERE id = $1 AND room_id = $2",
+            product_id,
+            room,
+        )
+        if row is None:
+            raise not_found(f"no product {product_id} in room {room!r}")
+        return _product(row)
+
+    # -- live state (Redis, announced through the log) ------------------------------------
+
+    async def pin(self, room: str, product_id: int) -> Published:
+        product = await self.product(room, product_id)
+        return await self.log.publish(
+            room,
+            "pinned",
+            {"product": product},
+            state_op="set",
+            state_field="pinned",
+            state_value=json.dumps(product),
+        )
+
+    async def unpin(self, room: str) -> Published:
+        await self.room(room)
+        return await self.log.publish(room, "unpinned", {}, state_op="del", state_field="pinned")
+
+    async def host_message(self, room: str, claims: Claims, text: str) -> Published:
+        await self.room(room)
+        text = text.strip()
+        if not 0 < len(text) <= MAX_HOST_MESSAGE:
+            raise invalid(f"a host message is 1-{MAX_HOST_MESSAGE} characters")
+        message = {"text": text, "by": claims.name or claims.sub, "role": claims.role.value}
+        return await self.log.publish(
+            room,
+            "host_message",
+            message,
+            state_op="set",
+            state_field="host_message",
+            state_value=json.dumps(message),
+        )
+
+    async def slow_mode(self, room: str, seconds: int) -> Published:
+        await self.room(room)
+        if not 0 <= seconds <= MAX_SLOW_MODE_S:
+            raise invalid(f"slow mode is 0 (off) to {MAX_SLOW_MODE_S} seconds")
+        return await self.log.publish(
+            room,
+            "slow_mode",
+            {"seconds": seconds},
+            state_op="set",
+            state_field="slow_mode",
+            state_value=str(seconds),
+        )
+
+    async def mute(self, room: str, user: str, seconds: int) -> None:
+        await self.room(room)
+        if not user or len(user) > 200:
+            raise invalid("user must be 1-200 characters")
+        if not 0 < seconds <= MAX_MUTE_S:
+            raise invalid(f"a mute lasts 1-{MAX_MUTE_S} seconds")
+        now_s, now_us = await self.redis.time()
+        until = now_s * 1000 + now_us // 1000 + seconds * 1000  # compared with Redis TIME
+        await self.redis.hset(self.log.keys(room).muted, user, str(until))
+
+    async def unmute(self, room: str, user: str) -> None:
+        await self.room(room)
+        await self.redis.hdel(self.log.keys(room).muted, user)
+
+    async def delete_comment(self, room: str, comment_id: str) -> Published:
+        await self.room(room)
+        if not 0 < len(comment_id) <= 64:
+            raise invalid("comment ids are 1-64 characters")
+        keys = self.log.keys(room)
+        for raw in await self.redis.lrange(keys.recent_comments, 0, -1):
+            if json.loads(raw)["data"]["id"] == comment_id:
+                await self.redis.lrem(keys.recent_comments, 1, raw)  # type: ignore[arg-type]
+        return await self.log.publish(room, "comment_deleted", {"id": comment_id})
+
+    async def end(self, room: str) -> Published:
+        await self.room(room)
+        await self.pg.execute(
+            "UPDATE rooms SET ended_at = coalesce(ended_at, now()) WHERE id = $1", room
+        )
+        return await self.log.publish(
+            room, "room_ended", {}, state_op="set", state_field="ended", state_value="1"
+        )
+
+    # -- viewers ----------------------------------------------------------------------------
+
+    async def settings(self, room: str) -> dict[str, Any]:
+        raw = await self.redis.hget(self.log.keys(room).state, "settings")
+        if raw is None:
+            return (await self.room(room))["settings"]  # type: ignore[no-any-return]
+        return json.loads(raw)  # type: ignore[no-any-return]
+
+    async def comment(self, room: str, claims: Claims, text: str) -> Published:
+        if claims.room != room:
+            raise forbidden("this token is for another room")
+        text = text.strip()
+        if not 0 < len(text) <= self.policy.max_chars:
+            raise invalid(f"a comment is 1-{self.policy.max_chars} characters")
+        settings = await self.settings(room)
+        lowered = text.lower()
+        if any(word in lowered for word in settings.get("blocked_words", [])):
+            raise ApiError(422, "blocked_word", "the comment contains a blocked word")
+        keys = self.log.keys(room)
+        reason, retry_ms = await self._comment_gate(
+            keys=[
+                keys.muted,
+                keys.state,
+                keys.user("rate", claims.sub),
+                keys.user("slow", claims.sub),
+            ],
+            args=[claims.sub, self.policy.per_window, self.policy.window_ms],
+        )
+        reason = reason.decode() if isinstance(reason, bytes) else reason
+        if reason != "ok":
+            detail = {
+                "muted": "you are muted in this room",
+                "slow_mode": "slow mode is on: wait before commenting again",
+                "rate_limited": "too many comments: wait a moment",
+            }[reason]
+            raise ApiError(429 if reason != "muted" else 403, reason, detail, int(retry_ms) / 1000)
+        comment = {
+            "id": uuid.uuid4().hex[:16],
+            "user": claims.sub,
+            "name": claims.name or claims.sub,
+            "text": text,
+        }
+        return await self.log.publish(room, "comment", comment)
+
+    async def snapshot(self, room: str) -> dict[str, Any]:
+        """Everything a viewer needs to draw the room now, with the log position to resume from."""
+        room_view = await self.room(room)
+        raw_state = cast(dict[bytes, bytes], await self.redis.hgetall(self.log.keys(room).state))
+        state = {k.decode(): v.decode() for k, v in raw_state.items()}
+        epoch, seq = await self.log.position(room)
+        sale = json.loads(state["sale"]) if "sale" in state else None
+        return {
+            "room": room_view,
+            "pinned": json.loads(state["pinned"]) if "pinned" in state else None,
+            "host_message": json.loads(state["host_message"]) if "host_message" in state else None,
+            "sale": sale,
+            "slow_mode": int(state.get("slow_mode", "0")),
+            "viewers": await self.presence.count(room),
+            "comments": await self.log.recent_comments(room),
+            "seq": seq,
+            "epoch": epoch,
+            "server_time_ms": int(time.time() * 1000),
+        }
+
+
+def _room(row: asyncpg.Record) -> dict[str, Any]:
+    settings = row["settings"]
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "host": row["host_id"],
+        "settings": json.loads(settings) if isinstance(settings, str) else settings,
+        "ended": row["ended_at"] is not None,
+    }

@@ -2,20 +2,23 @@
 
 The room never awaits a viewer. `offer` only appends to the queue; above the high-water mark the
 viewer gets the frames without lossy events; past the hard limit for longer than the grace period
-it is closed with SLOW_CONSUMER and resumes from its last sequence number on reconnect.
+(or past the absolute cap at once) it is closed with SLOW_CONSUMER and resumes from its last
+sequence number on reconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.websockets import WebSocket
 
 from gateway import metrics
-from gateway.protocol import CloseCode
+from gateway.protocol import CloseCode, events_frame
 
 
 @dataclass(frozen=True)
@@ -23,16 +26,32 @@ class Backpressure:
     high_water: int = 32  # queued frames above which lossy events are left out
     hard_limit: int = 256  # queued frames above which the grace period starts
     grace_s: float = 5.0
+    close_timeout_s: float = 10.0  # how long a close may wait behind a full socket buffer
+
+    @property
+    def cap(self) -> int:
+        """Queued frames beyond which a connection is closed without waiting for the grace."""
+        return 4 * self.hard_limit
 
 
 @dataclass(frozen=True)
 class Frame:
     """A tick's frame in two encodings built once for the whole room: with and without lossy
-    events. `last_seq` lets a connection skip frames its snapshot already covered."""
+    events. `first_seq`, `last_seq` and `epoch` let a connection skip what its snapshot or
+    replay already covered; `events` (seq, event) rebuilds the rare frame that overlaps it."""
 
     full: str
-    reduced: str | None  # None when the tick had no lossy events (reduced == full)
+    reduced: str | None  # None when the tick had no lossy events (reduced == full); "" for none
     last_seq: int
+    epoch: str = ""
+    first_seq: int = 0
+    events: tuple[tuple[int, bytes], ...] = ()
+    skipped: int = 0
+
+    def after(self, seq: int) -> Frame:
+        """This frame without the events up to `seq` (built for one connection, once)."""
+        rest = [raw for s, raw in self.events if s > seq]
+        return Frame(events_frame(rest, self.skipped), None, self.last_seq, self.epoch)
 
 
 class Connection:
@@ -40,39 +59,66 @@ class Connection:
         self.websocket = websocket
         self.backpressure = backpressure
         self.user: str | None = None
+        self.close_code: int | None = None
+        self.on_closed: Callable[[], None] | None = None  # called once the close is done
         self._queue: deque[str] = deque()
         self._ready = asyncio.Event()
+        self._idle = asyncio.Event()  # set while nothing is queued
+        self._idle.set()
         self._over_since: float | None = None
-        self._synced_seq: int | None = None  # None until the first snapshot or replay is sent
+        self._epoch: str | None = None
+        self._synced_seq: int | None = None  # None until a snapshot or replay is queued
         self._held: list[Frame] = []
+        self._closing: asyncio.Task[None] | None = None
         self.closed = False
         self._writer = asyncio.create_task(self._write_loop())
+
+    @property
+    def is_synced(self) -> bool:
+        return self._synced_seq is not None
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
 
     def send(self, text: str) -> None:
         """Queue a frame that must not be dropped (replies, snapshots, errors)."""
         if self.closed:
             return
+        if len(self._queue) >= self.backpressure.cap:
+            self._too_slow()
+            return
         self._queue.append(text)
         self._ready.set()
+        self._idle.clear()
 
     def offer(self, frame: Frame) -> None:
         """Queue a room frame, degraded or refused by backpressure; never blocks."""
         if self.closed:
             return
         if self._synced_seq is None:
+            if len(self._held) >= self.backpressure.cap:
+                self._too_slow()
+                return
             self._held.append(frame)
+            return
+        if frame.epoch and self._epoch and frame.epoch != self._epoch:
+            # Synced to another epoch than the room's frames (it joined while the log was
+            # replaced): its state cannot be patched, so it starts over with a snapshot.
+            self.close(CloseCode.SERVICE_RESTART, "the room's log changed: reconnect")
             return
         if frame.last_seq and frame.last_seq <= self._synced_seq:
             return
+        if frame.first_seq and frame.first_seq <= self._synced_seq:
+            frame = frame.after(self._synced_seq)  # no event twice after a snapshot or replay
         depth = len(self._queue)
         bp = self.backpressure
         if depth >= bp.hard_limit:
             now = time.monotonic()
             if self._over_since is None:
                 self._over_since = now
-            elif now - self._over_since > bp.grace_s:
-                metrics.SLOW_CONSUMER_CLOSES.inc()
-                self.close(CloseCode.SLOW_CONSUMER, "too slow: reconnect with since=<last seq>")
+            elif now - self._over_since > bp.grace_s or depth >= bp.cap:
+                self._too_slow()
                 return
         else:
             self._over_since = None
@@ -83,27 +129,50 @@ class Connection:
             return
         self.send(frame.full)
 
-    def synced(self, seq: int) -> None:
-        """The snapshot or replay up to `seq` is queued: release the frames held meanwhile."""
+    def synced(self, epoch: str, seq: int) -> None:
+        """The snapshot or replay up to `seq` of `epoch` is queued: release the frames held
+        meanwhile."""
+        self._epoch = epoch
         self._synced_seq = seq
         held, self._held = self._held, []
         for frame in held:
             self.offer(frame)
 
-    def close(self, code: int, reason: str) -> None:
+    def resync(self) -> None:
+        """A new snapshot is coming (the room's log changed): hold frames until `synced`."""
+        self._synced_seq = None
+
+    def _too_slow(self) -> None:
+        metrics.SLOW_CONSUMER_CLOSES.inc()
+        self.close(CloseCode.SLOW_CONSUMER, "too slow: reconnect with since=<last seq>")
+
+    def close(self, code: int, reason: str, *, drain: bool = False) -> None:
+        """Close with `code`, never blocking the caller: what is queued is dropped, or with
+        `drain` written first (the replies and errors that explain the close)."""
         if self.closed:
             return
         self.closed = True
-        self._queue.clear()
-        self._writer.cancel()
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        self.close_code = code
+        self._held.clear()
+        if not drain:
+            self._queue.clear()
+            self._writer.cancel()
+            self._idle.set()
+        self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
+        # The close frame waits behind whatever the socket still buffers: a viewer that reads
+        # again in time gets the code; one that does not is given up (its reader is cut).
         try:
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(self.backpressure.close_timeout_s):
+                await self._idle.wait()
+                self._writer.cancel()
                 await self.websocket.close(code=code, reason=reason)
         except Exception:
             pass
+        finally:
+            if self.on_closed is not None:
+                self.on_closed()
 
     async def _write_loop(self) -> None:
         send = self.websocket.send_text
@@ -114,16 +183,24 @@ class Connection:
                     await send(self._queue.popleft())
                     metrics.FRAMES_SENT.inc()
                 self._ready.clear()
+                self._idle.set()
         except asyncio.CancelledError:
             raise
         except Exception:
             self.closed = True
+            self._queue.clear()
+            self._held.clear()
+            self._idle.set()
 
-    async def finish(self) -> None:
-        """Stop the writer (the socket is closing)."""
+    async def finish(self, *, wait_close: bool = True) -> None:
+        """Let a pending close go out (unless the socket is gone), then stop the writer: the
+        endpoint is returning."""
         self.closed = True
+        if self._closing is not None:
+            if not wait_close:
+                self._closing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._closing
         self._writer.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._writer
-        except (asyncio.CancelledError, Exception):
-            pass

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from gateway import metrics
 from gateway.connection import Connection, Frame
-from gateway.protocol import events_frame, snapshot_frame
+from gateway.protocol import CloseCode, events_frame, snapshot_frame
 from rooms.log import Replay
 
 log = logging.getLogger("live.gateway")
@@ -27,6 +27,7 @@ Position = Callable[[str], Awaitable[tuple[str, int]]]
 Snapshot = Callable[[str], Awaitable[dict[str, object]]]
 
 GAP_FILL_LIMIT = 2000
+SNAPSHOT_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,38 @@ class _Event:
     raw: bytes
     lane: str
     state_key: str
+
+
+def _lane_and_key(event: dict[str, object]) -> tuple[str, str]:
+    """The event's lane and, for the state lane, what it conflates on (type, and sale)."""
+    lane = str(event.get("lane", "critical"))
+    if lane != "state":
+        return lane, ""
+    data = event.get("data")
+    sale = data.get("sale_id", "") if isinstance(data, dict) else ""
+    return lane, f"{event.get('type')}:{sale}"
+
+
+def replay_frame(events: list[bytes], lossy_cap: int) -> str:
+    """What a resuming viewer missed, as one frame under the lanes' rules: every critical event,
+    the latest state event per key, the most recent `lossy_cap` lossy events (the rest counted
+    in `skipped`)."""
+    kept: list[tuple[int, bytes]] = []
+    state: dict[str, tuple[int, bytes]] = {}
+    lossy: list[tuple[int, bytes]] = []
+    for raw in events:
+        event = json.loads(raw)
+        lane, key = _lane_and_key(event)
+        item = (int(event["seq"]), raw)
+        if lane == "state":
+            state[key] = item
+        elif lane == "lossy":
+            lossy.append(item)
+        else:
+            kept.append(item)
+    skipped = max(0, len(lossy) - lossy_cap)
+    chosen = sorted([*kept, *state.values(), *lossy[skipped:]])
+    return events_frame([raw for _, raw in chosen], skipped)
 
 
 class RoomHub:
@@ -68,6 +101,8 @@ class RoomHub:
         self._held: list[bytes] = []
         self._tick_task: asyncio.Task[None] | None = None
         self._fill_task: asyncio.Task[None] | None = None
+        self._snapshot_task: asyncio.Task[None] | None = None
+        self._resyncing: list[Connection] = []
 
     async def start(self) -> None:
         """Learn the log position before the first event so nothing is taken for a gap."""
@@ -75,7 +110,7 @@ class RoomHub:
         self._tick_task = asyncio.create_task(self._tick_loop(), name=f"hub-tick-{self.room}")
 
     async def stop(self) -> None:
-        for task in (self._tick_task, self._fill_task):
+        for task in (self._tick_task, self._fill_task, self._snapshot_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -89,11 +124,18 @@ class RoomHub:
         if self._filling:
             self._held.append(raw)
             return
-        event = json.loads(raw)
-        epoch, seq = event["epoch"], event["seq"]
-        if epoch != self.epoch:
-            self._restart(epoch, seq)
+        try:
+            event = json.loads(raw)
+            epoch, seq = str(event["epoch"]), int(event["seq"])
+        except (ValueError, TypeError, KeyError):
+            log.warning("room %s: dropped a malformed event: %r", self.room, raw[:200])
             return
+        if epoch != self.epoch:
+            if not self.epoch and seq == 1:
+                self.epoch = epoch  # the room's first log begins: nothing was missed
+            else:
+                self._restart(epoch, seq)
+                return
         if seq <= self.seq:
             return
         if seq > self.seq + 1:
@@ -125,40 +167,57 @@ class RoomHub:
             self._filling = False
             if replay.gap:
                 self._restart(replay.epoch, replay.seq)
-                return
-            for raw in replay.events:
-                self.receive(raw)
-            for raw in held:
+            else:
+                for raw in replay.events:
+                    self.receive(raw)
+            for raw in held:  # what came in during the read; older ones are dropped as seen
                 self.receive(raw)
         finally:
             self._filling = False
 
     def _restart(self, epoch: str, seq: int) -> None:
-        """The log cannot say what was missed (new epoch, too far behind): send everyone a
-        snapshot; their frames continue from it."""
+        """The log cannot say what was missed (new epoch, too far behind): send every synced
+        viewer a snapshot; their frames are held meanwhile and continue from it."""
         self.epoch, self.seq = epoch, seq
         self._critical.clear()
         self._state.clear()
         self._lossy.clear()
-        asyncio.get_running_loop().create_task(self._resnapshot())
+        self._lossy_skipped = 0
+        waiting = [c for c in self.connections if c.is_synced and not c.closed]
+        for connection in waiting:
+            connection.resync()
+        if self._snapshot_task is not None and not self._snapshot_task.done():
+            waiting.extend(self._resyncing)  # the snapshot under way is abandoned
+            self._snapshot_task.cancel()
+        self._resyncing = waiting
+        self._snapshot_task = asyncio.create_task(
+            self._resnapshot(waiting), name=f"hub-snapshot-{self.room}"
+        )
 
-    async def _resnapshot(self) -> None:
-        try:
-            snapshot = await self._snapshot(self.room)
-        except Exception as exc:
-            log.warning("room %s: snapshot after epoch change failed: %s", self.room, exc)
+    async def _resnapshot(self, connections: list[Connection]) -> None:
+        for attempt in range(SNAPSHOT_ATTEMPTS):
+            try:
+                snapshot = await self._snapshot(self.room)
+                break
+            except Exception as exc:
+                log.warning("room %s: snapshot after a log change failed: %s", self.room, exc)
+                await asyncio.sleep(min(0.1 * (attempt + 1), 2.0))
+        else:
+            for connection in connections:  # they reconnect and get a snapshot then
+                connection.close(CloseCode.TRY_AGAIN_LATER, "the room is unavailable: reconnect")
             return
         frame = snapshot_frame(snapshot)
-        for connection in list(self.connections):
-            connection.send(frame)
+        epoch, seq = str(snapshot["epoch"]), int(str(snapshot["seq"]))
+        for connection in connections:
+            if not connection.closed and not connection.is_synced:
+                connection.send(frame)
+                connection.synced(epoch, seq)
+        self._resyncing = []
 
     def _accept(self, seq: int, raw: bytes, event: dict[str, object]) -> None:
         self.seq = seq
-        lane = str(event["lane"])
+        lane, key = _lane_and_key(event)
         if lane == "state":
-            data = event.get("data")
-            sale = data.get("sale_id", "") if isinstance(data, dict) else ""
-            key = f"{event['type']}:{sale}"
             self._state[key] = _Event(seq, raw, lane, key)
         elif lane == "lossy":
             if len(self._lossy) < self.config.lossy_per_tick:
@@ -180,10 +239,14 @@ class RoomHub:
         skipped = self._lossy_skipped
         full = events_frame([e.raw for e in everything], skipped)
         if self._lossy or skipped:
-            reduced: str | None = events_frame([e.raw for e in kept]) if kept else ""
+            left_out = skipped + len(self._lossy)
+            reduced: str | None = events_frame([e.raw for e in kept], left_out) if kept else ""
         else:
             reduced = None
-        frame = Frame(full, reduced, everything[-1].seq if everything else self.seq)
+        last_seq = everything[-1].seq if everything else self.seq
+        first_seq = everything[0].seq if everything else 0
+        events = tuple((e.seq, e.raw) for e in everything)
+        frame = Frame(full, reduced, last_seq, self.epoch, first_seq, events, skipped)
         self._critical, self._state, self._lossy, self._lossy_skipped = [], {}, [], 0
         for connection in list(self.connections):
             connection.offer(frame)

@@ -14,8 +14,9 @@ from typing import Any
 class CloseCode(IntEnum):
     """Close codes the server sends; docs/protocol.md says what a client should do on each."""
 
+    MESSAGE_TOO_BIG = 1009  # a message over the size limit (sent by the WebSocket layer)
     SERVICE_RESTART = 1012  # reconnect (to any process) and resume
-    MESSAGE_TOO_BIG = 1009
+    TRY_AGAIN_LATER = 1013  # the server could not serve the connection now; back off, resume
     ABUSE = 4400  # too many malformed or unknown messages
     UNAUTHORIZED = 4401  # the token is missing, expired or invalid where one is required
     FORBIDDEN = 4403  # not allowed to watch this room (origin, room, anonymous refused)
@@ -53,8 +54,15 @@ def _string(body: dict[str, Any], name: str, max_len: int, ref: str | None) -> s
     return value
 
 
-def _integer(body: dict[str, Any], name: str, low: int, high: int, ref: str | None) -> int:
-    value = body.get(name, low)
+def _integer(
+    body: dict[str, Any],
+    name: str,
+    low: int,
+    high: int,
+    ref: str | None,
+    default: int | None = None,
+) -> int:
+    value = body.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ProtocolError("invalid", f"{name} must be an integer from {low} to {high}", ref)
     return value
@@ -71,7 +79,7 @@ def _comment(body: dict[str, Any], ref: str | None) -> dict[str, Any]:
 def _buy(body: dict[str, Any], ref: str | None) -> dict[str, Any]:
     return {
         "sale_id": _integer(body, "sale_id", 1, 2**62, ref),
-        "qty": _integer(body, "qty", 1, 1000, ref),
+        "qty": _integer(body, "qty", 1, 1000, ref, default=1),
         "idempotency_key": _string(body, "idempotency_key", MAX_KEY_LEN, ref),
     }
 
@@ -106,7 +114,7 @@ def parse(text: str | bytes) -> Command:
     """A client message, validated against the schema of its type, or ProtocolError."""
     try:
         body = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, nesting too deep
         raise ProtocolError("bad_json", "the message is not valid JSON") from None
     if not isinstance(body, dict):
         raise ProtocolError("bad_message", "a message is a JSON object")

@@ -15,13 +15,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway import metrics
 from gateway.connection import Backpressure, Connection
-from gateway.hub import HubConfig, RoomHub
+from gateway.hub import HubConfig, RoomHub, replay_frame
 from gateway.protocol import (
     CloseCode,
     Command,
     ProtocolError,
     error_frame,
-    events_frame,
     parse,
     reply_frame,
     snapshot_frame,
@@ -52,7 +51,13 @@ class GatewayConfig:
     lossy_per_tick: int = 20
     backpressure: Backpressure = field(default_factory=Backpressure)
     allowed_origins: tuple[str, ...] = ()  # empty: any origin
+    allow_anonymous: bool = True  # False: every viewer needs a token, whatever the room says
     presence_interval_s: float = 1.0
+    auth_timeout_s: float = AUTH_TIMEOUT_S  # for the first (auth) message where one is needed
+    replay_limit: int = REPLAY_LIMIT  # events a resume may replay; further behind: snapshot
+    messages_per_s: int = MESSAGES_PER_S  # client messages per second before rate_limited
+    abuse_limit: int = ABUSE_LIMIT  # bad messages per minute before ABUSE
+    catch_up_interval_s: float = 1.0
 
 
 class Gateway:
@@ -121,10 +126,12 @@ class Gateway:
                 config = HubConfig(self.config.tick_s, self.config.lossy_per_tick)
                 hub = RoomHub(room, config, self.log.read_since, self.log.position, self._snapshot)
                 channel = self.log.keys(room).channel
-                await self.subscriber.subscribe(channel)
                 await hub.start()
                 self.hubs[room] = hub
                 self._by_channel[channel] = hub
+                # Subscribed after the hub knows the log position: what is published before the
+                # subscription takes effect shows up as a gap (next event, or the catch-up loop).
+                await self.subscriber.subscribe(channel)
             hub.connections.add(connection)
             metrics.CONNECTIONS.inc()
             return hub
@@ -159,56 +166,88 @@ class Gateway:
                     log.warning("room %s: presence report failed: %s", room, exc)
 
     async def _catch_up_loop(self) -> None:
-        """Backstop for a pub/sub message lost without a visible reconnect: once a second,
-        compare each hub with its room's log and fill any difference."""
+        """Backstop for a pub/sub message lost without a visible reconnect: compare each hub
+        with its room's log and fill what the hub still lacks one interval later (an event in
+        flight is not a gap), or at once when the log changed under it (new epoch, or a seq
+        behind the hub's after Redis lost writes)."""
+        seen: dict[str, int] = {}
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self.config.catch_up_interval_s)
             for room, hub in list(self.hubs.items()):
                 try:
                     epoch, seq = await self.log.position(room)
                 except Exception:
                     continue
-                if epoch != hub.epoch or seq > hub.seq:
+                if epoch != hub.epoch or seq < hub.seq or hub.seq < seen.get(room, 0):
                     hub.fill_gap()
+                seen[room] = seq
+            for room in [r for r in seen if r not in self.hubs]:
+                del seen[room]
 
     # -- the endpoint --------------------------------------------------------------------
 
     async def endpoint(self, websocket: WebSocket) -> None:
+        """Refusals are sent as close codes after the handshake (a browser cannot read the
+        status of a refused handshake)."""
         room: str = websocket.path_params["room"]
         origin = websocket.headers.get("origin")
         if self.config.allowed_origins and origin not in self.config.allowed_origins:
-            await websocket.close(code=CloseCode.FORBIDDEN, reason="origin not allowed")
+            await _refuse(websocket, CloseCode.FORBIDDEN, "origin not allowed")
             return
         if self._stopping:
-            await websocket.close(code=CloseCode.SERVICE_RESTART, reason="server restarting")
+            await _refuse(websocket, CloseCode.SERVICE_RESTART, "server restarting")
             return
         try:
             room_settings = await self.rooms.settings(room)
         except ApiError:
-            await websocket.close(code=CloseCode.ROOM_NOT_FOUND, reason="no such room")
+            await _refuse(websocket, CloseCode.ROOM_NOT_FOUND, "no such room")
+            return
+        except Exception as exc:
+            log.warning("room %s: cannot read its settings: %s", room, exc)
+            await _refuse(websocket, CloseCode.TRY_AGAIN_LATER, "room unavailable: retry")
             return
         await websocket.accept()
-        claims: Claims | None = None
-        token = websocket.query_params.get("token")
+        anonymous = self.config.allow_anonymous and room_settings.get("allow_anonymous", True)
         try:
+            token = websocket.query_params.get("token")
             if token:
-                claims = self._claims_for(token, room)
-            elif not room_settings.get("allow_anonymous", True):
+                claims: Claims | None = self._claims_for(token, room)
+            elif not anonymous:
                 claims = await self._await_auth(websocket, room)
+            else:
+                claims = None
         except _Refused as refused:
-            await websocket.close(code=refused.code, reason=refused.reason)
+            with contextlib.suppress(Exception):
+                await websocket.close(code=refused.code, reason=refused.reason)
+            return
+        except WebSocketDisconnect:
             return
         connection = Connection(websocket, self.config.backpressure)
         connection.user = claims.sub if claims else None
-        hub = await self._join(room, connection)
         try:
-            await self._sync(websocket, room, connection, claims)
-            await self._serve(websocket, room, connection, claims)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            await self._leave(hub, connection)
+            hub = await self._join(room, connection)
+        except Exception as exc:
+            log.warning("room %s: cannot join: %s", room, exc)
+            connection.close(CloseCode.TRY_AGAIN_LATER, "room unavailable: retry")
             await connection.finish()
+            return
+        gone = False
+        try:
+            async with asyncio.timeout(None) as reading:
+                connection.on_closed = lambda: _cut(reading)
+                await self._sync(websocket, room, connection, claims)
+                gone = await self._serve(websocket, room, connection, claims)
+        except WebSocketDisconnect:
+            gone = True
+        except TimeoutError:
+            pass  # closed by the server, and the close is done (or given up)
+        except Exception as exc:
+            log.warning("room %s: connection failed: %s", room, exc)
+            connection.close(CloseCode.TRY_AGAIN_LATER, "room unavailable: retry")
+        finally:
+            connection.on_closed = None
+            await self._leave(hub, connection)
+            await connection.finish(wait_close=not gone)
 
     def _claims_for(self, token: str, room: str) -> Claims:
         try:
@@ -222,12 +261,14 @@ class Gateway:
 
     async def _await_auth(self, websocket: WebSocket, room: str) -> Claims:
         try:
-            async with asyncio.timeout(AUTH_TIMEOUT_S):
-                text = await websocket.receive_text()
+            async with asyncio.timeout(self.config.auth_timeout_s):
+                message = await websocket.receive()
         except TimeoutError:
             raise _Refused(CloseCode.AUTH_TIMEOUT, "send an auth message first") from None
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
         try:
-            command = parse(text)
+            command = parse(message.get("text") or message.get("bytes") or b"")
         except ProtocolError:
             raise _Refused(CloseCode.UNAUTHORIZED, "the first message must be auth") from None
         if command.type != "auth":
@@ -245,27 +286,30 @@ class Gateway:
         since, epoch = params.get("since"), params.get("epoch")
         user = claims.sub if claims else None
         if since is not None and epoch and since.isdigit() and len(since) < 19:
-            replay = await self.log.read_since(room, epoch, int(since), REPLAY_LIMIT)
+            replay = await self.log.read_since(room, epoch, int(since), self.config.replay_limit)
             if not replay.gap:
                 connection.send(welcome_frame(True, replay.epoch, replay.seq, user))
                 if replay.events:
-                    connection.send(events_frame(replay.events))
-                connection.synced(replay.seq)
+                    connection.send(replay_frame(replay.events, self.config.lossy_per_tick))
+                connection.synced(replay.epoch, replay.seq)
                 return
         snapshot = await self.rooms.snapshot(room)
-        connection.send(welcome_frame(False, str(snapshot["epoch"]), int(snapshot["seq"]), user))
+        epoch, seq = str(snapshot["epoch"]), int(snapshot["seq"])
+        connection.send(welcome_frame(False, epoch, seq, user))
         connection.send(snapshot_frame(snapshot))
-        connection.synced(int(snapshot["seq"]))
+        connection.synced(epoch, seq)
 
     async def _serve(
         self, websocket: WebSocket, room: str, connection: Connection, claims: Claims | None
-    ) -> None:
+    ) -> bool:
+        """Read and run the client's messages; True when the socket is gone (disconnect)."""
         strikes: list[float] = []
         window_start, window_count = time.monotonic(), 0
+        limit = self.config.messages_per_s
         while not connection.closed:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return
+                return True
             text = message.get("text")
             if text is None:
                 text = (message.get("bytes") or b"").decode("utf-8", "replace")
@@ -274,17 +318,18 @@ class Gateway:
                 window_start, window_count = now, 0
             window_count += 1
             try:
-                if window_count > MESSAGES_PER_S:
-                    raise ProtocolError("rate_limited", f"at most {MESSAGES_PER_S} messages/s")
+                if window_count > limit:
+                    raise ProtocolError("rate_limited", f"at most {limit} messages/s")
                 command = parse(text)
             except ProtocolError as exc:
                 connection.send(error_frame(exc.ref, exc.code, exc.detail))
                 strikes = [t for t in strikes if now - t < 60] + [now]
-                if len(strikes) > ABUSE_LIMIT:
-                    connection.close(CloseCode.ABUSE, "too many bad messages")
-                    return
+                if len(strikes) > self.config.abuse_limit:
+                    connection.close(CloseCode.ABUSE, "too many bad messages", drain=True)
+                    return False
                 continue
             claims = await self._run(room, connection, claims, command)
+        return False
 
     async def _run(
         self, room: str, connection: Connection, claims: Claims | None, command: Command
@@ -334,3 +379,17 @@ class _Refused(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    """Accept, then close with `code`: the client sees the code, not a failed handshake."""
+    with contextlib.suppress(Exception):
+        await websocket.accept()
+        await websocket.close(code=code, reason=reason)
+
+
+def _cut(reading: asyncio.Timeout) -> None:
+    """Stop waiting for the client's messages (the server closed the connection)."""
+    if not reading.expired():
+        with contextlib.suppress(RuntimeError):  # the block is already left
+            reading.reschedule(asyncio.get_running_loop().time())

@@ -1,7 +1,9 @@
 """One Redis pub/sub connection per process, multiplexing every room that has a local viewer.
 
 When Redis drops, the subscriber reconnects by itself, subscribes again to every room and asks
-each hub to fill what it missed from the room's log, so no critical event is lost.
+each hub to fill what it missed from the room's log, so no critical event is lost. redis-py may
+also reconnect the pub/sub connection on its own (its retries, resubscribing in its connect
+callback); a callback of ours on that connection reports those reconnects too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import AbstractConnection
 
 log = logging.getLogger("live.gateway")
 
@@ -29,7 +32,9 @@ class Subscriber:
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._watched: AbstractConnection | None = None
         self.connected = asyncio.Event()
+        self.reconnects = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="gateway-subscriber")
@@ -39,6 +44,7 @@ class Subscriber:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._unwatch()
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -64,7 +70,7 @@ class Subscriber:
             try:
                 await self._connect()
                 if not first:
-                    self._reconnected()
+                    self._report_reconnect()
                 first = False
                 backoff = 0.05
                 await self._read()
@@ -73,6 +79,7 @@ class Subscriber:
             except Exception as exc:
                 log.warning("pub/sub connection lost (%s); reconnecting", exc)
             self.connected.clear()
+            self._unwatch()
             if self._pubsub is not None:
                 with contextlib.suppress(Exception):
                     await self._pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -87,7 +94,28 @@ class Subscriber:
             if self._channels:
                 await pubsub.subscribe(*self._channels)
             self._pubsub = pubsub
+            self._watch(pubsub)
             self.connected.set()
+
+    def _watch(self, pubsub: PubSub) -> None:
+        connection = pubsub.connection
+        if connection is not None:
+            connection.register_connect_callback(self._connection_made)
+            self._watched = connection
+
+    def _unwatch(self) -> None:
+        if self._watched is not None:
+            self._watched.deregister_connect_callback(self._connection_made)  # type: ignore[no-untyped-call]
+            self._watched = None
+
+    def _connection_made(self, connection: AbstractConnection) -> None:
+        """redis-py reconnected the pub/sub connection (and resubscribed) by itself."""
+        asyncio.get_running_loop().call_soon(self._report_reconnect)
+
+    def _report_reconnect(self) -> None:
+        self.reconnects += 1
+        log.info("pub/sub reconnected; filling gaps from the room logs")
+        self._reconnected()
 
     async def _read(self) -> None:
         assert self._pubsub is not None

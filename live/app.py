@@ -18,8 +18,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from flash_sales.commands import sale_commands
+from flash_sales.orders import OrderWriter
+from flash_sales.routes import SaleRoutes
+from flash_sales.service import SaleService
+from flash_sales.store import SaleStore
 from gateway.server import Gateway, GatewayConfig
-from live import db
+from inventory_lock import InventoryLock
+from live import db, pages
 from live.errors import api_error, http_exception, unhandled_exception
 from live.metrics import metrics_endpoint
 from live.migrations import runner
@@ -41,6 +47,7 @@ class Services:
     pg: asyncpg.Pool
     rooms: RoomService
     gateway: Gateway
+    sales: SaleService
 
 
 def process_id() -> str:
@@ -110,23 +117,38 @@ def create_app(settings: Settings) -> Starlette:
             log = RoomLog(redis, settings.redis_prefix)
             presence = Presence(redis, settings.redis_prefix, process_id())
             policy = CommentPolicy(settings.comment_max_chars, settings.comments_per_10s)
-            room_service = RoomService(pg, redis, log, presence, policy)
+            room_service = RoomService(
+                pg, redis, log, presence, policy, allow_anonymous=settings.allow_anonymous
+            )
+            sales = SaleService(
+                SaleStore(pg),
+                InventoryLock(redis, settings.redis_prefix),
+                log,
+                OrderWriter(pg, timeout_s=settings.io_timeout_s),
+            )
             gateway = Gateway(
                 GatewayConfig(tick_s=settings.tick_ms / 1000, allowed_origins=settings.origins),
                 room_service,
                 log,
                 presence,
                 auth,
-                handlers={},
+                handlers=sale_commands(sales),
             )
+            await sales.start()
             await gateway.start()
             app.state.services = Services(
-                settings=settings, redis=redis, pg=pg, rooms=room_service, gateway=gateway
+                settings=settings,
+                redis=redis,
+                pg=pg,
+                rooms=room_service,
+                gateway=gateway,
+                sales=sales,
             )
             try:
                 yield
             finally:
                 await gateway.stop()
+                await sales.stop()
         finally:
             await redis.aclose()
             await pg.close()
@@ -135,7 +157,9 @@ def create_app(settings: Settings) -> Starlette:
     room_routes = RoomRoutes(lambda: services(app).rooms, auth)
     routes = [
         *room_routes.routes(),
+        *SaleRoutes(lambda: services(app).sales, auth).routes(),
         WebSocketRoute("/ws/rooms/{room}", lambda ws: services(app).gateway.endpoint(ws)),
+        *pages.routes(),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),

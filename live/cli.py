@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (LIVE_PORT)")
     serve.add_argument("--workers", type=int, help="worker processes (LIVE_WORKERS)")
     serve.add_argument("--data-dir", help="embedded servers' data (LIVE_DATA_DIR)")
+    serve.add_argument(
+        "--demo", action="store_true", help="seed a demo room and print host and viewer links"
+    )
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     migrate.add_argument("--data-dir", help="embedded servers' data (LIVE_DATA_DIR)")
@@ -55,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--name", default="", help="display name")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     token.add_argument("--data-dir", help="where the development secret is kept (LIVE_DATA_DIR)")
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="compare Redis counts with PostgreSQL orders; non-zero on a broken invariant",
+    )
+    reconcile.add_argument("sale", nargs="*", type=int, help="sale ids (default: every sale)")
+    reconcile.add_argument("--data-dir", help="embedded servers' data (LIVE_DATA_DIR)")
 
     commands.add_parser("version", help="print the version")
     return parser
@@ -125,7 +135,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, demo: bool) -> None:
     import uvicorn
 
     # uvicorn re-raises the signal that stopped it once it has shut down; with this handler in
@@ -134,6 +144,10 @@ def _serve(settings: Settings) -> None:
     with ExitStack() as stack:
         settings = _with_servers(settings, stack)
         applied = asyncio.run(_check_and_migrate(settings))
+        if demo:
+            from live import demo as demo_room
+
+            asyncio.run(demo_room.seed(settings))
         os.environ["LIVE_REDIS_URL"] = settings.redis_url
         os.environ["LIVE_DATABASE_URL"] = settings.database_url
         os.environ["LIVE_JWT_SECRET"] = settings.resolved_jwt_secret()
@@ -148,6 +162,10 @@ def _serve(settings: Settings) -> None:
             f"postgres {settings.database_url}, {len(applied)} migrations applied)",
             flush=True,
         )
+        if demo:
+            shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+            for line in demo_room.links(settings, f"http://{shown}:{settings.port}"):
+                print(line, flush=True)
         uvicorn.run(
             "live.app:app_from_env",
             factory=True,
@@ -186,6 +204,38 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
     print(token)
 
 
+async def _reconcile(settings: Settings, sale_ids: list[int]) -> bool:
+    from flash_sales.reconcile import reconcile, render
+    from flash_sales.store import SaleStore
+    from inventory_lock import InventoryLock
+
+    try:
+        pool = await db.create_pool(settings)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise CliError(f"PostgreSQL at {settings.database_url} does not answer: {exc}") from None
+    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=settings.io_timeout_s)
+    try:
+        store = SaleStore(pool)
+        reports = await reconcile(
+            store, InventoryLock(client, settings.redis_prefix), sale_ids or await store.all_ids()
+        )
+    except (OSError, aioredis.RedisError) as exc:
+        raise CliError(f"Redis at {settings.redis_url} does not answer: {exc}") from None
+    finally:
+        await client.aclose()
+        await pool.close()
+    print(render(reports))
+    return all(r.ok for r in reports)
+
+
+def _reconcile_command(settings: Settings, sale_ids: list[int]) -> None:
+    with ExitStack() as stack:
+        settings = _with_servers(settings, stack)
+        ok = asyncio.run(_reconcile(settings, sale_ids))
+    if not ok:
+        sys.exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
@@ -194,9 +244,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             return
         settings = _settings(args)
         if args.command == "serve":
-            _serve(settings)
+            _serve(settings, args.demo)
         elif args.command == "migrate":
             _migrate_command(settings)
+        elif args.command == "reconcile":
+            _reconcile_command(settings, args.sale)
         elif args.command == "token":
             _token(settings, args)
     except (CliError, SettingsError, EmbeddedError) as exc:

@@ -297,7 +297,7 @@ class EmbeddedPostgres:
             )
         running = self._running_port()
         if running is None:
-            self.port = free_port()
+            self.port = self.port or free_port()  # a restart keeps its port
             self._run(
                 install,
                 "pg_ctl",

@@ -8,6 +8,8 @@ from enum import StrEnum
 
 import jwt
 
+from rooms.errors import forbidden, unauthorized
+
 ALGORITHM = "HS256"
 MAX_TTL_S = 30 * 24 * 3600
 
@@ -90,8 +92,6 @@ class Authenticator:
         return verify(self.secret, token) if token else None
 
     def for_room(self, token: str | None, room: str, *, staff: bool = False) -> Claims:
-        from rooms.errors import forbidden, unauthorized
-
         if not token:
             raise unauthorized("token_required", "send a token: Authorization: Bearer <jwt>")
         try:

@@ -38,6 +38,11 @@ class RoomKeys:
         return self._key("comments")
 
     @property
+    def published_ids(self) -> str:
+        """Sorted set: recent event ids -> seq, so a replayed publish returns its first answer."""
+        return self._key("published")
+
+    @property
     def channel(self) -> str:
         return self._key("events")
 

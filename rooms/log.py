@@ -1,12 +1,15 @@
 """A room's event log: one Lua call appends to a capped stream and publishes, so every event has
 a sequence number, the log's epoch and the server's time, and late or reconnecting readers can
-replay what they missed from the log with a bounded read."""
+replay what they missed from the log with a bounded read.
+
+The Redis client must not decode responses (events travel as the bytes that were logged)."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
@@ -16,6 +19,9 @@ from rooms.keys import RoomKeys
 
 LOG_MAX_LEN = 5000
 RECENT_COMMENTS = 50
+# Event ids remembered per room so that a replayed publish (a retry after a timeout) returns its
+# first answer; fewer than LOG_MAX_LEN, so a remembered event is always still in the log.
+IDS_KEPT = 1000
 
 StateOp = Literal["set", "del", ""]
 
@@ -29,8 +35,9 @@ class Published:
 
 @dataclass(frozen=True)
 class Replay:
-    """What a reader missed: the events after `since`, or `gap=True` when the log cannot tell
-    (epoch changed, or the events were trimmed away) and the reader needs a snapshot."""
+    """What a reader missed: the events after `since`, or `gap=True` (and no events) when the log
+    cannot tell (epoch changed, too far behind, events trimmed away) and the reader needs a
+    snapshot. `epoch` and `seq` are the log's position the events bring the reader to."""
 
     events: list[bytes]
     gap: bool
@@ -38,11 +45,24 @@ class Replay:
     seq: int
 
 
+@dataclass(frozen=True)
+class RoomState:
+    """The Redis side of a snapshot, read atomically with the log position it reflects."""
+
+    epoch: str
+    seq: int
+    state: dict[str, str]
+    recent_comments: list[dict[str, Any]]
+    server_time_ms: int
+
+
 class RoomLog:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
         self._publish = scripts.load(client, "publish")
+        self._read = scripts.load(client, "read")
+        self._snapshot = scripts.load(client, "snapshot")
 
     def keys(self, room: str) -> RoomKeys:
         return RoomKeys(self.prefix, room)
@@ -56,25 +76,37 @@ class RoomLog:
         state_op: StateOp = "",
         state_field: str = "",
         state_value: str = "",
+        event_id: str = "",
     ) -> Published:
+        """Log and broadcast one event. `event_id` (default: a fresh one) makes the call
+        idempotent: publishing the same id again returns the first result."""
         lane = lane_of(event_type)
         keys = self.keys(room)
         recent = RECENT_COMMENTS if event_type == "comment" else 0
         seq, epoch, event = await self._publish(
-            keys=[keys.seq, keys.epoch, keys.log, keys.state, keys.recent_comments],
+            keys=[
+                keys.seq,
+                keys.epoch,
+                keys.log,
+                keys.state,
+                keys.recent_comments,
+                keys.published_ids,
+            ],
             args=[
                 keys.channel,
                 event_type,
                 lane.value,
-                json.dumps(data, separators=(",", ":"), ensure_ascii=False),
+                json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
                 LOG_MAX_LEN,
                 state_op,
                 state_field,
                 state_value,
                 recent,
+                event_id or uuid.uuid4().hex,
+                IDS_KEPT,
             ],
         )
-        return Published(int(seq), _text(epoch), bytes(event))
+        return Published(int(seq), _text(epoch), _bytes(event))
 
     async def position(self, room: str) -> tuple[str, int]:
         """(epoch, last seq) of the room's log; ("", 0) when nothing was ever published."""
@@ -84,24 +116,31 @@ class RoomLog:
 
     async def read_since(self, room: str, epoch: str, since: int, limit: int) -> Replay:
         """Events with seq > since in the same epoch, at most `limit` of them, else a gap."""
-        current_epoch, last = await self.position(room)
-        if epoch != current_epoch or since > last:
-            return Replay([], gap=True, epoch=current_epoch, seq=last)
-        if since == last:
-            return Replay([], gap=False, epoch=current_epoch, seq=last)
-        if last - since > limit:
-            return Replay([], gap=True, epoch=current_epoch, seq=last)
-        entries = cast(
-            list[tuple[bytes, dict[bytes, bytes]]],
-            await self.client.xrange(
-                self.keys(room).log, min=f"{since + 1}-0", max=f"{last}-0", count=limit
-            ),
+        if limit < 1:
+            raise ValueError("limit must be positive")
+        keys = self.keys(room)
+        current, last, raw = await self._read(
+            keys=[keys.seq, keys.epoch, keys.log], args=[epoch, max(since, 0), limit]
         )
-        events = [fields[b"e"] for _, fields in entries]
-        first = int(entries[0][0].split(b"-")[0]) if entries else last + 1
-        return Replay(events, gap=first != since + 1, epoch=current_epoch, seq=last)
+        current, last = _text(current), int(last)
+        if epoch != current or since < 0 or since > last or last - since > limit:
+            return Replay([], gap=True, epoch=current, seq=last)
+        events = [_bytes(event) for event in raw]
+        if len(events) != last - since:  # trimmed away (or lost): the log cannot tell
+            return Replay([], gap=True, epoch=current, seq=last)
+        return Replay(events, gap=False, epoch=current, seq=last)
+
+    async def state(self, room: str) -> RoomState:
+        keys = self.keys(room)
+        epoch, seq, flat, recent, now_ms = await self._snapshot(
+            keys=[keys.seq, keys.epoch, keys.state, keys.recent_comments], args=[RECENT_COMMENTS]
+        )
+        state = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        comments = [json.loads(item) for item in reversed(recent)]
+        return RoomState(_text(epoch), int(seq), state, comments, int(now_ms))
 
     async def recent_comments(self, room: str) -> list[dict[str, Any]]:
+        """The last comments, oldest first (as full events)."""
         raw = await self.client.lrange(self.keys(room).recent_comments, 0, RECENT_COMMENTS - 1)
         return [json.loads(item) for item in reversed(raw)]
 
@@ -110,4 +149,8 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-__all__ = ["LOG_MAX_LEN", "Lane", "Published", "Replay", "RoomLog"]
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+__all__ = ["IDS_KEPT", "LOG_MAX_LEN", "Lane", "Published", "Replay", "RoomLog", "RoomState"]

@@ -22,23 +22,42 @@ class Tally:
 
 
 class Presence:
-    def __init__(self, client: aioredis.Redis, prefix: str, process_id: str) -> None:
+    """One process's view of presence. Each process reports at least every `report_ttl_ms`
+    (a report older than that no longer counts: its process is gone); the process told to
+    `announce` publishes the room's viewer count, at most once per `announce_interval_ms`."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        process_id: str,
+        *,
+        report_ttl_ms: int = REPORT_TTL_MS,
+        announce_interval_ms: int = ANNOUNCE_INTERVAL_MS,
+    ) -> None:
+        if not process_id or process_id.startswith("_"):
+            raise ValueError("a process id must be non-empty and not start with '_'")
+        if report_ttl_ms < 1 or announce_interval_ms < 1:
+            raise ValueError("the report ttl and the announce interval must be positive")
         self.prefix = prefix
         self.process_id = process_id
+        self.report_ttl_ms = report_ttl_ms
+        self.announce_interval_ms = announce_interval_ms
         self._report = scripts.load(client, "presence")
 
     async def report(self, room: str, count: int) -> Tally:
         """Record this process's count for the room; returns the total over all processes."""
+        if count < 0:
+            raise ValueError("a viewer count cannot be negative")
         total, announce = await self._report(
             keys=[RoomKeys(self.prefix, room).presence],
-            args=[self.process_id, count, REPORT_TTL_MS, ANNOUNCE_INTERVAL_MS],
+            args=[self.process_id, count, self.report_ttl_ms, self.announce_interval_ms],
         )
         return Tally(int(total), bool(announce))
 
     async def count(self, room: str) -> int:
-        """The room's total without reporting (count 0 from a process id of no one)."""
+        """The room's total, without reporting and without taking the announcement."""
         total, _ = await self._report(
-            keys=[RoomKeys(self.prefix, room).presence],
-            args=["_reader", 0, REPORT_TTL_MS, 2**62],
+            keys=[RoomKeys(self.prefix, room).presence], args=["", 0, self.report_ttl_ms, 0]
         )
         return int(total)

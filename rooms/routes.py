@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from rooms.auth import Authenticator, Claims, Role, bearer
-from rooms.errors import forbidden
+from rooms.errors import forbidden, invalid, unauthorized
 from rooms.http import int_field, json_body, text_field
 from rooms.log import Published
 from rooms.service import MAX_MUTE_S, MAX_SLOW_MODE_S, RoomService
@@ -42,9 +42,9 @@ class RoomRoutes:
         token = bearer(request.headers.get("authorization"))
         if token:
             return room, self.auth.for_room(token, room)
-        settings = await self.service.settings(room)
-        if not settings.get("allow_anonymous", True):
-            raise forbidden("this room needs a token to watch")
+        settings = await self.service.settings(room)  # 404 for no such room
+        if not settings["allow_anonymous"]:
+            raise unauthorized("token_required", "this room needs a token to watch")
         return room, None
 
     async def put_room(self, request: Request) -> JSONResponse:
@@ -54,7 +54,7 @@ class RoomRoutes:
         body = await json_body(request)
         settings: Any = body.get("settings", {})
         if not isinstance(settings, dict):
-            settings = {"invalid": True}
+            raise invalid("settings must be a JSON object")
         view = await self.service.put_room(
             room, claims, text_field(body, "title", max_len=200), settings
         )
@@ -66,7 +66,6 @@ class RoomRoutes:
 
     async def list_products(self, request: Request) -> JSONResponse:
         room, _ = await self.watcher(request)
-        await self.service.room(room)
         return JSONResponse({"products": await self.service.products(room)})
 
     async def add_product(self, request: Request) -> JSONResponse:
@@ -110,7 +109,7 @@ class RoomRoutes:
 
     async def mute(self, request: Request) -> JSONResponse:
         room, _ = self._claims(request, staff=True)
-        body = await json_body(request)
+        body = await json_body(request, required=False)
         seconds = int_field(body, "seconds", low=1, high=MAX_MUTE_S, default=600)
         user: str = request.path_params["user"]
         await self.service.mute(room, user, seconds)

@@ -3,17 +3,18 @@ Redis for the live state, every change announced through the room's event log.""
 
 from __future__ import annotations
 
+import functools
 import json
-import time
+import re
 import uuid
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 
 from rooms import scripts
-from rooms.auth import Claims
+from rooms.auth import Claims, Role
 from rooms.errors import ApiError, forbidden, invalid, not_found
 from rooms.keys import ROOM_ID
 from rooms.log import Published, RoomLog
@@ -23,6 +24,8 @@ MAX_MUTE_S = 7 * 24 * 3600
 MAX_SLOW_MODE_S = 3600
 MAX_HOST_MESSAGE = 500
 MAX_BLOCKED_WORDS = 200
+MAX_BLOCKED_WORD_CHARS = 50
+ROOM_SETTINGS = frozenset({"blocked_words", "allow_anonymous"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,38 @@ def check_room_id(room: str) -> None:
         raise invalid("room ids are 1-64 letters, digits, '-' or '_'")
 
 
+def room_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Validated room settings, with defaults; unknown keys are refused."""
+    unknown = sorted(set(settings) - ROOM_SETTINGS)
+    if unknown:
+        raise invalid(f"unknown room settings: {', '.join(unknown)}")
+    words = settings.get("blocked_words", [])
+    if not isinstance(words, list) or len(words) > MAX_BLOCKED_WORDS:
+        raise invalid(f"blocked_words must be a list of at most {MAX_BLOCKED_WORDS} words")
+    if not all(isinstance(w, str) and 0 < len(w.strip()) <= MAX_BLOCKED_WORD_CHARS for w in words):
+        raise invalid(f"each blocked word must be 1-{MAX_BLOCKED_WORD_CHARS} characters")
+    anonymous = settings.get("allow_anonymous", True)
+    if not isinstance(anonymous, bool):
+        raise invalid("allow_anonymous must be true or false")
+    clean_words = sorted({w.strip().casefold() for w in words})
+    return {"blocked_words": clean_words, "allow_anonymous": anonymous}
+
+
+@functools.lru_cache(maxsize=256)
+def _blocked_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    """Whole words or phrases only, so blocking "ass" does not block "class"."""
+    alternatives = "|".join(re.escape(word) for word in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+
+
+def has_blocked_word(text: str, words: list[str]) -> bool:
+    return bool(words) and _blocked_pattern(tuple(words)).search(text.casefold()) is not None
+
+
+def room_ended(room: str) -> ApiError:
+    return ApiError(409, "room_ended", f"the stream in room {room!r} has ended")
+
+
 class RoomService:
     def __init__(
         self,
@@ -55,12 +90,15 @@ class RoomService:
         log: RoomLog,
         presence: Presence,
         policy: CommentPolicy,
+        *,
+        allow_anonymous: bool = True,
     ) -> None:
         self.pg = pg
         self.redis = client
         self.log = log
         self.presence = presence
         self.policy = policy
+        self.allow_anonymous = allow_anonymous  # service-wide; a room may only narrow it
         self._comment_gate = scripts.load(client, "comment_gate")
 
     # -- rooms and products (PostgreSQL) --------------------------------------------------
@@ -69,15 +107,11 @@ class RoomService:
         self, room: str, claims: Claims, title: str, settings: dict[str, Any]
     ) -> dict[str, Any]:
         check_room_id(room)
-        words = settings.get("blocked_words", [])
-        if not isinstance(words, list) or len(words) > MAX_BLOCKED_WORDS:
-            raise invalid(f"blocked_words must be a list of at most {MAX_BLOCKED_WORDS} words")
-        if not all(isinstance(w, str) and 0 < len(w) <= 50 for w in words):
-            raise invalid("each blocked word must be 1-50 characters")
-        anonymous = settings.get("allow_anonymous", True)
-        if not isinstance(anonymous, bool):
-            raise invalid("allow_anonymous must be true or false")
-        clean = {"blocked_words": [w.lower() for w in words], "allow_anonymous": anonymous}
+        if claims.role is not Role.HOST or claims.room != room:
+            raise forbidden("only the host of this room may create or change it")
+        if not 0 < len(title) <= 200:
+            raise invalid("title must be 1-200 characters")
+        clean = room_settings(settings)
         row = await self.pg.fetchrow(
             """INSERT INTO rooms (id, title, host_id, settings) VALUES ($1, $2, $3, $4::jsonb)
                ON CONFLICT (id) DO UPDATE SET title = excluded.title, settings = excluded.settings
@@ -90,9 +124,15 @@ class RoomService:
         )
         if row is None:
             raise forbidden("this room belongs to another host")
-        await self.redis.hset(self.log.keys(room).state, "settings", json.dumps(clean))
         room_view = _room(row)
-        await self.log.publish(room, "room_updated", {"room": room_view})
+        await self.log.publish(
+            room,
+            "room_updated",
+            {"room": room_view},
+            state_op="set",
+            state_field="settings",
+            state_value=json.dumps(clean),
+        )
         return room_view
 
     async def room(self, room: str) -> dict[str, Any]:
@@ -103,6 +143,13 @@ class RoomService:
         if row is None:
             raise not_found(f"no room {room!r}")
         return _room(row)
+
+    async def live_room(self, room: str) -> dict[str, Any]:
+        """The room, which must not have ended."""
+        room_view = await self.room(room)
+        if room_view["ended"]:
+            raise room_ended(room)
+        return room_view
 
     async def add_product(
         self, room: str, sku: str, title: str, price_cents: int, image_url: str
@@ -128,6 +175,7 @@ class RoomService:
         return _product(row)
 
     async def products(self, room: str) -> list[dict[str, Any]]:
+        await self.room(room)
         rows = await self.pg.fetch(
             "SELECT id, sku, title, price_cents, image_url FROM products "
             "WHERE room_id = $1 ORDER BY id",
@@ -149,6 +197,7 @@ class RoomService:
     # -- live state (Redis, announced through the log) ------------------------------------
 
     async def pin(self, room: str, product_id: int) -> Published:
+        await self.live_room(room)
         product = await self.product(room, product_id)
         return await self.log.publish(
             room,
@@ -160,11 +209,11 @@ class RoomService:
         )
 
     async def unpin(self, room: str) -> Published:
-        await self.room(room)
+        await self.live_room(room)
         return await self.log.publish(room, "unpinned", {}, state_op="del", state_field="pinned")
 
     async def host_message(self, room: str, claims: Claims, text: str) -> Published:
-        await self.room(room)
+        await self.live_room(room)
         text = text.strip()
         if not 0 < len(text) <= MAX_HOST_MESSAGE:
             raise invalid(f"a host message is 1-{MAX_HOST_MESSAGE} characters")
@@ -179,7 +228,7 @@ class RoomService:
         )
 
     async def slow_mode(self, room: str, seconds: int) -> Published:
-        await self.room(room)
+        await self.live_room(room)
         if not 0 <= seconds <= MAX_SLOW_MODE_S:
             raise invalid(f"slow mode is 0 (off) to {MAX_SLOW_MODE_S} seconds")
         return await self.log.publish(
@@ -212,7 +261,7 @@ class RoomService:
         keys = self.log.keys(room)
         for raw in await self.redis.lrange(keys.recent_comments, 0, -1):
             if json.loads(raw)["data"]["id"] == comment_id:
-                await self.redis.lrem(keys.recent_comments, 1, raw)  # type: ignore[arg-type]
+                await self.redis.lrem(keys.recent_comments, 0, raw)  # type: ignore[arg-type]
         return await self.log.publish(room, "comment_deleted", {"id": comment_id})
 
     async def end(self, room: str) -> Published:
@@ -227,65 +276,83 @@ class RoomService:
     # -- viewers ----------------------------------------------------------------------------
 
     async def settings(self, room: str) -> dict[str, Any]:
-        raw = await self.redis.hget(self.log.keys(room).state, "settings")
-        if raw is None:
-            return (await self.room(room))["settings"]  # type: ignore[no-any-return]
-        return json.loads(raw)  # type: ignore[no-any-return]
+        """The room's settings in effect, from Redis, or from PostgreSQL when Redis lost them.
+        `allow_anonymous` is false when the service or the room refuses anonymous watching."""
+        settings, _ = await self._policy(room)
+        allowed = self.allow_anonymous and settings.get("allow_anonymous", True) is True
+        return {**settings, "allow_anonymous": allowed}
+
+    async def _policy(self, room: str) -> tuple[dict[str, Any], bool]:
+        """(settings, ended) of the room, read from its live state in one call."""
+        state = self.log.keys(room).state
+        raw, ended = await self.redis.hmget(state, ["settings", "ended"])
+        if raw is not None:
+            return json.loads(raw), ended is not None
+        room_view = await self.room(room)
+        # Put back what Redis lost; never over a newer value written by put_room meanwhile.
+        await self.redis.hsetnx(state, "settings", json.dumps(room_view["settings"]))
+        if room_view["ended"]:
+            await self.redis.hsetnx(state, "ended", "1")
+        return room_view["settings"], bool(room_view["ended"])
 
     async def comment(self, room: str, claims: Claims, text: str) -> Published:
+        check_room_id(room)
         if claims.room != room:
             raise forbidden("this token is for another room")
         text = text.strip()
         if not 0 < len(text) <= self.policy.max_chars:
             raise invalid(f"a comment is 1-{self.policy.max_chars} characters")
-        settings = await self.settings(room)
-        lowered = text.lower()
-        if any(word in lowered for word in settings.get("blocked_words", [])):
+        settings, ended = await self._policy(room)
+        if ended:
+            raise room_ended(room)
+        if has_blocked_word(text, settings.get("blocked_words", [])):
             raise ApiError(422, "blocked_word", "the comment contains a blocked word")
-        keys = self.log.keys(room)
-        reason, retry_ms = await self._comment_gate(
-            keys=[
-                keys.muted,
-                keys.state,
-                keys.user("rate", claims.sub),
-                keys.user("slow", claims.sub),
-            ],
-            args=[claims.sub, self.policy.per_window, self.policy.window_ms],
-        )
-        reason = reason.decode() if isinstance(reason, bytes) else reason
-        if reason != "ok":
-            detail = {
-                "muted": "you are muted in this room",
-                "slow_mode": "slow mode is on: wait before commenting again",
-                "rate_limited": "too many comments: wait a moment",
-            }[reason]
-            raise ApiError(429 if reason != "muted" else 403, reason, detail, int(retry_ms) / 1000)
+        comment_id = uuid.uuid4().hex[:16]
+        await self.admit_comment(room, claims.sub, comment_id)
         comment = {
-            "id": uuid.uuid4().hex[:16],
+            "id": comment_id,
             "user": claims.sub,
             "name": claims.name or claims.sub,
             "text": text,
         }
-        return await self.log.publish(room, "comment", comment)
+        return await self.log.publish(room, "comment", comment, event_id=f"comment:{comment_id}")
+
+    async def admit_comment(self, room: str, user: str, comment_id: str) -> None:
+        """Mute, slow mode and the rate limit, shared by every process through Redis. Counts the
+        attempt once per comment id, so a retried call is not counted twice."""
+        keys = self.log.keys(room)
+        reason, retry_ms = await self._comment_gate(
+            keys=[keys.muted, keys.state, keys.user("rate", user), keys.user("slow", user)],
+            args=[user, self.policy.per_window, self.policy.window_ms, comment_id],
+        )
+        reason = reason.decode() if isinstance(reason, bytes) else reason
+        if reason == "ok":
+            return
+        detail = {
+            "muted": "you are muted in this room",
+            "slow_mode": "slow mode is on: wait before commenting again",
+            "rate_limited": "too many comments: wait a moment",
+        }[reason]
+        raise ApiError(403 if reason == "muted" else 429, reason, detail, int(retry_ms) / 1000)
 
     async def snapshot(self, room: str) -> dict[str, Any]:
-        """Everything a viewer needs to draw the room now, with the log position to resume from."""
+        """Everything a viewer needs to draw the room now, with the log position to resume from:
+        the state and the position are read in one atomic step, so they agree."""
         room_view = await self.room(room)
-        raw_state = cast(dict[bytes, bytes], await self.redis.hgetall(self.log.keys(room).state))
-        state = {k.decode(): v.decode() for k, v in raw_state.items()}
-        epoch, seq = await self.log.position(room)
-        sale = json.loads(state["sale"]) if "sale" in state else None
+        live = await self.log.state(room)
+        state = live.state
         return {
             "room": room_view,
             "pinned": json.loads(state["pinned"]) if "pinned" in state else None,
             "host_message": json.loads(state["host_message"]) if "host_message" in state else None,
-            "sale": sale,
+            "sale": json.loads(state["sale"]) if "sale" in state else None,
+            "stock": json.loads(state["stock"]) if "stock" in state else None,
             "slow_mode": int(state.get("slow_mode", "0")),
             "viewers": await self.presence.count(room),
-            "comments": await self.log.recent_comments(room),
-            "seq": seq,
-            "epoch": epoch,
-            "server_time_ms": int(time.time() * 1000),
+            "comments": live.recent_comments,
+            "seq": live.seq,
+            "epoch": live.epoch,
+            "server_time_ms": live.server_time_ms,
         }
 
 

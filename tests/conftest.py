@@ -19,8 +19,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 import uvicorn
+from starlette.applications import Starlette
 
-from live.app import create_app
+from live.app import Services, create_app, services
 from live.embedded import EmbeddedServers, free_port
 from live.settings import Settings
 
@@ -111,12 +112,35 @@ def settings(
     )
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    app: Starlette
+
+    @property
+    def services(self) -> Services:
+        return services(self.app)
+
+
 @pytest.fixture
-async def server(settings: Settings) -> AsyncIterator[str]:
-    """The real app served by uvicorn on a loopback port in this event loop; yields its URL."""
+async def served(settings: Settings) -> AsyncIterator[Served]:
+    """The real app served by uvicorn on a loopback port in this event loop."""
+    async with serve_app(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def server(served: Served) -> str:
+    """The URL of the real app (see `served`)."""
+    return served.url
+
+
+@contextlib.asynccontextmanager
+async def serve_app(settings: Settings) -> AsyncIterator[Served]:
     port = free_port()
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -132,7 +156,9 @@ async def server(settings: Settings) -> AsyncIterator[str]:
                 task.result()
                 raise RuntimeError("server exited during start")
             await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, 30)
+    try:
+        yield Served(f"http://127.0.0.1:{port}", app)
+    finally:
+        instance.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)

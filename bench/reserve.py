@@ -1,0 +1,210 @@
+"""Reservations per second against one pool, beside the ceilings measured in the same run.
+
+    .venv/bin/python bench/reserve.py [--redis-url URL] [--database-url URL] [--clients N]
+
+Rows, each for the same number of concurrent clients, unpipelined (one call per client at a
+time) and pipelined (a batch of calls per round trip):
+- `reserve`: InventoryLock.reserve / reserve_many on one pool that never sells out;
+- `raw evalsha`: a trivial script (`return 1`) on the same server, the Redis ceiling;
+- `postgres`: `UPDATE ... SET stock = stock - n WHERE stock >= n` on one row (asyncpg pool),
+  n = 1 unpipelined and n = batch when batched (group commit).
+Every row stops after --seconds or --max-ops, whichever comes first. Keys live under a unique
+prefix and the table has a unique name; both are removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from inventory_lock import InventoryLock, ReserveRequest
+
+Call = Callable[[int, int], Awaitable[int]]  # (client, sequence number) -> operations done
+MAX_COUNT = 1_000_000_000
+WARM_UP_S = 0.3
+
+
+@dataclass
+class Row:
+    mode: str
+    what: str
+    ops: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    server_us: float | None = None  # Redis' own time per script call (INFO commandstats)
+
+    @property
+    def rate(self) -> float:
+        return self.ops / self.seconds if self.seconds else 0.0
+
+    def percentile_ms(self, q: int) -> float:
+        if len(self.latencies) < 2:
+            return float("nan")
+        return statistics.quantiles(self.latencies, n=100)[q - 1] * 1000
+
+
+async def drive(row: Row, clients: int, seconds: float, max_calls: int, call: Call) -> Row:
+    """`clients` tasks call `call` in a loop until `seconds` pass or `max_calls` were made."""
+    deadline = time.perf_counter() + seconds
+    calls = 0
+
+    async def client(index: int) -> None:
+        nonlocal calls
+        seq = 0
+        while calls < max_calls and time.perf_counter() < deadline:
+            calls += 1
+            started = time.perf_counter()
+            done = await call(index, seq)
+            row.latencies.append(time.perf_counter() - started)
+            row.ops += done
+            seq += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    row.seconds = time.perf_counter() - started
+    return row
+
+
+async def measure(args: argparse.Namespace, mode: str, what: str, call: Call) -> Row:
+    await drive(Row(mode, what), args.clients, WARM_UP_S, args.max_ops, call)
+    batch = args.batch if mode == "pipelined" else 1
+    return await drive(Row(mode, what), args.clients, args.seconds, args.max_ops // batch, call)
+
+
+async def redis_rows(args: argparse.Namespace, prefix: str) -> list[Row]:
+    client = aioredis.Redis.from_url(args.redis_url, max_connections=args.clients + 8)
+    lock = InventoryLock(client, prefix=prefix)
+    pool, batch = "bench", int(args.batch)
+    await lock.load(pool, MAX_COUNT, MAX_COUNT, 600)
+    trivial = client.register_script("return 1")
+    key = f"{prefix}{{sale:{pool}}}:trivial"
+
+    async def reserve(c: int, seq: int) -> int:
+        await lock.reserve(pool, f"c{c}", 1, f"{seq}")
+        return 1
+
+    async def reserve_many(c: int, seq: int) -> int:
+        requests = [ReserveRequest(pool, f"c{c}", 1, f"{seq}.{i}") for i in range(batch)]
+        return len(await lock.reserve_many(requests))
+
+    async def raw(c: int, seq: int) -> int:
+        await trivial(keys=[key])
+        return 1
+
+    async def raw_many(c: int, seq: int) -> int:
+        pipe = client.pipeline(transaction=False)
+        for _ in range(batch):
+            pipe.evalsha(trivial.sha, 1, key)
+        return len(await pipe.execute())
+
+    async def evalsha_stats() -> tuple[int, int]:
+        stats = (await client.info("commandstats")).get("cmdstat_evalsha", {})
+        return int(stats.get("calls", 0)), int(stats.get("usec", 0))
+
+    async def timed(mode: str, what: str, call: Call) -> Row:
+        calls, usec = await evalsha_stats()
+        row = await measure(args, mode, what, call)
+        calls_after, usec_after = await evalsha_stats()
+        row.server_us = (usec_after - usec) / max(calls_after - calls, 1)
+        return row
+
+    try:
+        rows = [
+            await timed("unpipelined", "reserve", reserve),
+            await timed("unpipelined", "raw evalsha", raw),
+            await timed("pipelined", "reserve", reserve_many),
+            await timed("pipelined", "raw evalsha", raw_many),
+        ]
+        report = await lock.check(pool)
+        assert report is not None and report.ok, report
+        return rows
+    finally:
+        await lock.drop(pool)
+        await client.aclose()
+
+
+async def postgres_rows(args: argparse.Namespace) -> list[Row]:
+    table, batch = f"bench_stock_{uuid.uuid4().hex[:12]}", int(args.batch)
+    db = await asyncpg.create_pool(args.database_url, min_size=args.clients, max_size=args.clients)
+    update = f"UPDATE {table} SET stock = stock - $1 WHERE id = 1 AND stock >= $1"
+
+    async def one(c: int, seq: int) -> int:
+        await db.execute(update, 1)
+        return 1
+
+    async def many(c: int, seq: int) -> int:
+        await db.execute(update, batch)
+        return batch
+
+    try:
+        await db.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, stock bigint NOT NULL)")
+        await db.execute(f"INSERT INTO {table} VALUES (1, $1)", 10**15)
+        return [
+            await measure(args, "unpipelined", "postgres", one),
+            await measure(args, "pipelined", "postgres", many),
+        ]
+    finally:
+        await db.execute(f"DROP TABLE IF EXISTS {table}")
+        await db.close()
+
+
+def report(args: argparse.Namespace, rows: list[Row]) -> None:
+    by = {(row.mode, row.what): row for row in rows}
+    print(
+        f"\n{args.clients} concurrent clients, {args.seconds:g} s per row, "
+        f"batch {args.batch} when pipelined; latency is per call (a whole batch when pipelined)\n"
+    )
+    print(
+        f"{'mode':<12} {'what':<12} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'calls':>8} "
+        f"{'redis us/op':>11}"
+    )
+    for row in rows:
+        server = f"{row.server_us:>11.1f}" if row.server_us is not None else f"{'-':>11}"
+        print(
+            f"{row.mode:<12} {row.what:<12} {row.rate:>10,.0f} {row.percentile_ms(50):>8.2f} "
+            f"{row.percentile_ms(99):>8.2f} {len(row.latencies):>8} {server}"
+        )
+    print()
+    for mode in ("unpipelined", "pipelined"):
+        reserve = by[(mode, "reserve")].rate
+        for peer in ("raw evalsha", "postgres"):
+            if (mode, peer) in by and by[(mode, peer)].rate:
+                ratio = reserve / by[(mode, peer)].rate
+                print(f"{mode:<12} reserve / {peer:<12} = {ratio:6.2f}x")
+
+
+async def main(args: argparse.Namespace) -> None:
+    rows = await redis_rows(args, f"bench{uuid.uuid4().hex[:8]}:")
+    try:
+        rows += await postgres_rows(args)
+    except (OSError, asyncpg.PostgresError) as error:
+        print(f"postgres rows skipped: {error}")
+    report(args, rows)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--clients", type=int, default=64, help="concurrent callers (1..90)")
+    parser.add_argument("--batch", type=int, default=32, help="calls per pipeline (1..1000)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per row (0.1..60)")
+    parser.add_argument("--max-ops", type=int, default=200_000, help="operations per row")
+    args = parser.parse_args()
+    if not (1 <= args.clients <= 90 and 1 <= args.batch <= 1000 and 0.1 <= args.seconds <= 60):
+        parser.error("--clients, --batch or --seconds out of range")
+    if args.max_ops < 1:
+        parser.error("--max-ops must be positive")
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))

@@ -1,0 +1,70 @@
+"""The invariant recomputed from a pool's keys (the reply of lua/dump.lua); pure, no I/O."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from inventory_lock.codec import pairs, record, text
+from inventory_lock.results import CheckReport, HoldState
+
+COUNTED = (HoldState.HELD, HoldState.CONFIRMING, HoldState.CONFIRMED)
+
+
+def check_dump(pool: str, reply: list[Any] | None) -> CheckReport | None:
+    if reply is None:
+        return None
+    meta_raw, holds_raw, buyers_raw, due_raw, confirming_raw, idem_raw = reply
+    meta = {key: int(value) for key, value in pairs(meta_raw)}
+    holds = [record(key, value) for key, value in pairs(holds_raw)]
+    buyers = {key: int(value) for key, value in pairs(buyers_raw)}
+    due = {key: int(float(text(score))) for key, score in pairs(due_raw)}
+    problems: list[str] = []
+
+    by_state: Counter[HoldState] = Counter()
+    by_buyer: Counter[str] = Counter()
+    for hold in holds:
+        if hold.state in COUNTED:
+            by_state[hold.state] += hold.qty
+            by_buyer[hold.buyer] += hold.qty
+    stock, remaining = meta["stock"], meta["remaining"]
+    counters = {state: meta[state.value] for state in COUNTED}
+    problems += [f"{name} is negative" for name in ("remaining", *COUNTED) if meta[name] < 0]
+    if stock != remaining + sum(counters.values()):
+        problems.append(f"stock {stock} != remaining {remaining} + {counters}")
+    problems += [
+        f"{state} counter {counters[state]} != records {by_state[state]}"
+        for state in COUNTED
+        if counters[state] != by_state[state]
+    ]
+    if remaining != stock - by_state.total():
+        problems.append(f"remaining {remaining} != stock - records {by_state.total()}")
+    if buyers != dict(by_buyer):
+        wrong = sorted(set(buyers.items()) ^ set(by_buyer.items()))[:5]
+        problems.append(f"buyer counters differ from records: {wrong}")
+    problems += [
+        f"buyer {buyer!r} has {qty} > limit {meta['limit']}"
+        for buyer, qty in by_buyer.items()
+        if qty > meta["limit"]
+    ]
+    held = {hold.id: hold.expires_at_ms for hold in holds if hold.state is HoldState.HELD}
+    if due != held:
+        problems.append(
+            f"expiry index != held holds: {sorted(set(due.items()) ^ set(held.items()))[:5]}"
+        )
+    confirming = {hold.id for hold in holds if hold.state is HoldState.CONFIRMING}
+    if {text(hold_id) for hold_id in confirming_raw} != confirming:
+        problems.append("confirming index != confirming holds")
+    known = {hold.id for hold in holds}
+    if any(text(hold_id) not in known for hold_id in idem_raw):
+        problems.append("an idempotency key points to a missing hold")
+    return CheckReport(
+        pool=pool,
+        ok=not problems,
+        problems=tuple(problems),
+        stock=stock,
+        remaining=remaining,
+        held=counters[HoldState.HELD],
+        confirming=counters[HoldState.CONFIRMING],
+        confirmed=counters[HoldState.CONFIRMED],
+    )

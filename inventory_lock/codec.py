@@ -1,0 +1,103 @@
+"""Replies of the Lua scripts turned into typed results (pure, no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inventory_lock.keys import pool_of
+from inventory_lock.results import (
+    ExpiryResult,
+    Hold,
+    HoldRecord,
+    HoldState,
+    PoolChange,
+    PoolReason,
+    Rejection,
+    RejectReason,
+    ReserveResult,
+    Snapshot,
+    Transition,
+    TransitionReason,
+)
+
+
+def text(value: bytes | str) -> str:
+    """Works with clients made with or without decode_responses."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def record(hold_id: str, raw: bytes | str) -> HoldRecord:
+    """Parses "state|qty|expires_ms|updated_ms|buyer" (see lua/_prelude.lua)."""
+    state, qty, expires, updated, buyer = text(raw).split("|", 4)
+    return HoldRecord(
+        id=hold_id,
+        pool=pool_of(hold_id),
+        buyer=buyer,
+        qty=int(qty),
+        state=HoldState(state),
+        expires_at_ms=int(expires),
+        updated_at_ms=int(updated),
+    )
+
+
+def reserve_reply(reply: list[Any]) -> ReserveResult:
+    if text(reply[0]) == "rejected":
+        return Rejection(RejectReason(text(reply[1])))
+    hold = record(text(reply[1]), reply[2])
+    return Hold(
+        id=hold.id,
+        pool=hold.pool,
+        buyer=hold.buyer,
+        qty=hold.qty,
+        expires_at_ms=hold.expires_at_ms,
+        remaining=int(reply[3]),
+        state=hold.state,
+        replay=bool(reply[4]),
+    )
+
+
+def transition_reply(hold_id: str, reply: list[Any]) -> Transition:
+    reason = text(reply[1])
+    return Transition(
+        hold_id=hold_id,
+        ok=bool(reply[0]),
+        reason=TransitionReason(reason) if reason else None,
+        hold=record(hold_id, reply[2]) if reply[2] is not None else None,
+    )
+
+
+def pool_change_reply(pool: str, reply: list[Any]) -> PoolChange:
+    reason = text(reply[1])
+    return PoolChange(pool, bool(reply[0]), PoolReason(reason) if reason else None)
+
+
+def snapshot_reply(pool: str, reply: list[Any] | None) -> Snapshot | None:
+    if reply is None:
+        return None
+    stock, remaining, held, confirming, confirmed, closed, limit, hold_ms, buyers = (
+        int(value) for value in reply
+    )
+    return Snapshot(
+        pool=pool,
+        stock=stock,
+        remaining=remaining,
+        held=held,
+        confirming=confirming,
+        confirmed=confirmed,
+        buyers=buyers,
+        closed=bool(closed),
+        limit_per_buyer=limit,
+        hold_ms=hold_ms,
+    )
+
+
+def expiry_reply(pool: str, reply: list[Any] | None) -> ExpiryResult | None:
+    if reply is None:
+        return None
+    holds, qty, remaining = (int(value) for value in reply)
+    return ExpiryResult(pool, holds, qty, remaining)
+
+
+def pairs(flat: list[Any]) -> list[tuple[str, bytes | str]]:
+    """[k1, v1, k2, v2, ...] as [(k1, v1), ...] with text keys."""
+    return [(text(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]

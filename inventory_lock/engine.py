@@ -1,0 +1,227 @@
+"""`InventoryLock`: the Python face of the Lua scripts, over redis-py asyncio.
+
+Inputs are validated here and again in Lua; a bad input is a typed rejection and Redis is not
+touched. Every script is replay-safe, so redis-py's retry after a lost reply is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from redis.typing import EncodableT
+
+from inventory_lock import codec
+from inventory_lock.check import check_dump
+from inventory_lock.keys import (
+    MAX_BATCH,
+    PoolKeys,
+    check_prefix,
+    hold_ms_of,
+    pool_of,
+    registry_key,
+    valid_count,
+    valid_pool,
+    valid_text,
+)
+from inventory_lock.results import (
+    CheckReport,
+    ExpiryResult,
+    HoldRecord,
+    PoolChange,
+    PoolReason,
+    Rejection,
+    RejectReason,
+    ReserveRequest,
+    ReserveResult,
+    Snapshot,
+    Transition,
+    TransitionReason,
+)
+from inventory_lock.scripts import Call, Client, ScriptName, Scripts
+
+DEFAULT_RECLAIM_BATCH = 100
+DEFAULT_EXPIRE_BATCH = 1000
+
+
+class InventoryLock:
+    """Pools of stock in Redis; each change to a pool is one atomic Lua call.
+
+    `redis` is a `redis.asyncio.Redis` or `RedisCluster`, with or without decode_responses.
+    Keys are `<prefix>{sale:<pool>}:<suffix>`; the set of loaded pools is `<prefix>inventory:pools`.
+    """
+
+    def __init__(
+        self, redis: Client, prefix: str = "live:", reclaim_batch: int = DEFAULT_RECLAIM_BATCH
+    ) -> None:
+        if not valid_count(reclaim_batch, maximum=MAX_BATCH):
+            raise ValueError(f"reclaim_batch must be 1..{MAX_BATCH}")
+        self._redis = redis
+        self._prefix = check_prefix(prefix)
+        self._scripts = Scripts(redis)
+        self._reclaim_batch = reclaim_batch
+
+    def keys(self, pool: str) -> PoolKeys:
+        return PoolKeys.of(self._prefix, pool)
+
+    # -- pools ---------------------------------------------------------------------------------
+
+    async def load(
+        self, pool: str, stock: int, limit_per_buyer: int, hold_seconds: float
+    ) -> PoolChange:
+        """A new pool with `stock` remaining; refused with `exists` while the pool exists."""
+        return await self.rebuild(pool, stock, {}, limit_per_buyer, hold_seconds)
+
+    async def rebuild(
+        self,
+        pool: str,
+        stock: int,
+        confirmed_by_buyer: Mapping[str, int],
+        limit_per_buyer: int,
+        hold_seconds: float,
+    ) -> PoolChange:
+        """A pool from durable counts after Redis lost it: remaining = stock - sum(confirmed)."""
+        hold_ms = hold_ms_of(hold_seconds)
+        confirmed = list(confirmed_by_buyer.items())
+        if not (
+            valid_pool(pool)
+            and valid_count(stock, minimum=0)
+            and valid_count(limit_per_buyer)
+            and hold_ms is not None
+            and all(valid_text(b) and valid_count(q) and q <= limit_per_buyer for b, q in confirmed)
+            and sum(q for _, q in confirmed) <= stock
+        ):
+            return PoolChange(pool, False, PoolReason.INVALID)
+        # Registered first: a crash right after the script must not hide the pool from sweepers.
+        await self._redis.sadd(registry_key(self._prefix), pool)
+        args = [pool, stock, limit_per_buyer, hold_ms, *(x for pair in confirmed for x in pair)]
+        return codec.pool_change_reply(pool, await self._call("load", pool, args))
+
+    async def exists(self, pool: str) -> bool:
+        return valid_pool(pool) and bool(await self._redis.exists(self.keys(pool).meta))
+
+    async def close(self, pool: str) -> PoolChange:
+        """No more reserves; existing holds may still be confirmed, cancelled or expire."""
+        if not valid_pool(pool):
+            return PoolChange(pool, False, PoolReason.INVALID)
+        return codec.pool_change_reply(pool, await self._call("close", pool, []))
+
+    async def drop(self, pool: str) -> PoolChange:
+        """Unlinks the pool's keys (one command: they share a slot); forgets it in the registry."""
+        if not valid_pool(pool):
+            return PoolChange(pool, False, PoolReason.INVALID)
+        deleted = await self._redis.unlink(*self.keys(pool).all)
+        await self._redis.srem(registry_key(self._prefix), pool)
+        if not deleted:
+            return PoolChange(pool, False, PoolReason.UNKNOWN_POOL)
+        return PoolChange(pool, True)
+
+    async def pools(self) -> list[str]:
+        """Pools loaded through this prefix and not dropped (the sweepers' registry)."""
+        members = await self._redis.smembers(registry_key(self._prefix))
+        return sorted(codec.text(member) for member in members)
+
+    async def snapshot(self, pool: str) -> Snapshot | None:
+        if not valid_pool(pool):
+            return None
+        return codec.snapshot_reply(pool, await self._call("snapshot", pool, []))
+
+    async def check(self, pool: str) -> CheckReport | None:
+        """Verifies the invariants by recomputing every count from the hold records."""
+        if not valid_pool(pool):
+            return None
+        return check_dump(pool, await self._call("dump", pool, []))
+
+    # -- reservations --------------------------------------------------------------------------
+
+    async def reserve(self, pool: str, buyer: str, qty: int, idempotency_key: str) -> ReserveResult:
+        """A hold of `qty`, or the same hold again for a known (buyer, idempotency key)."""
+        request = ReserveRequest(pool, buyer, qty, idempotency_key)
+        if not _valid_request(request):
+            return Rejection(RejectReason.INVALID)
+        keys, args = self._reserve_call(request)
+        return codec.reserve_reply(await self._scripts.call("reserve", keys, args))
+
+    async def reserve_many(self, requests: Sequence[ReserveRequest]) -> list[ReserveResult]:
+        """`reserve` for each request, sent as one pipeline; results in request order."""
+        results: list[ReserveResult] = [Rejection(RejectReason.INVALID)] * len(requests)
+        valid = [i for i, request in enumerate(requests) if _valid_request(request)]
+        calls = [self._reserve_call(requests[i]) for i in valid]
+        replies = await self._scripts.call_many("reserve", calls) if calls else []
+        for i, reply in zip(valid, replies, strict=True):
+            results[i] = codec.reserve_reply(reply)
+        return results
+
+    async def begin_confirm(self, hold_id: str) -> Transition:
+        """held -> confirming, only while the hold has not expired by server time."""
+        return await self._transition("begin_confirm", hold_id, [])
+
+    async def finish_confirm(self, hold_id: str) -> Transition:
+        """confirming -> confirmed."""
+        return await self._transition("finish_confirm", hold_id, [])
+
+    async def abort_confirm(self, hold_id: str, release: bool) -> Transition:
+        """confirming -> held (original expiry), or back to stock when `release`."""
+        return await self._transition("abort_confirm", hold_id, [1 if release else 0])
+
+    async def cancel(self, hold_id: str) -> Transition:
+        """held -> released (an already due hold expires instead)."""
+        return await self._transition("cancel", hold_id, [])
+
+    async def get_hold(self, hold_id: str) -> HoldRecord | None:
+        try:
+            pool = pool_of(hold_id)
+        except ValueError:
+            return None
+        raw = await self._redis.hget(self.keys(pool).holds, hold_id)
+        return codec.record(hold_id, raw) if raw is not None else None
+
+    async def confirming_holds(self, pool: str, limit: int = 1000) -> list[HoldRecord]:
+        """Holds stuck between Redis and PostgreSQL, oldest first, for a recovery sweep."""
+        if not valid_pool(pool) or not valid_count(limit, maximum=MAX_BATCH):
+            return []
+        reply = await self._call("confirming", pool, [limit])
+        return [codec.record(hold_id, raw) for hold_id, raw in codec.pairs(reply)]
+
+    # -- expiry --------------------------------------------------------------------------------
+
+    async def expire_due(self, pool: str, batch: int = DEFAULT_EXPIRE_BATCH) -> ExpiryResult | None:
+        """Returns up to `batch` due holds to stock; None for an unknown pool. Idempotent."""
+        if not valid_count(batch, maximum=MAX_BATCH):
+            raise ValueError(f"batch must be 1..{MAX_BATCH}")
+        if not valid_pool(pool):
+            return None
+        return codec.expiry_reply(pool, await self._call("expire_due", pool, [batch]))
+
+    async def expire_due_all(self, batch: int = DEFAULT_EXPIRE_BATCH) -> list[ExpiryResult]:
+        """`expire_due` on every registered pool; safe to run in every process at once."""
+        pools = await self.pools()
+        results = await asyncio.gather(*(self.expire_due(pool, batch) for pool in pools))
+        return [result for result in results if result is not None]
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _call(self, name: ScriptName, pool: str, args: Sequence[EncodableT]) -> Any:
+        return await self._scripts.call(name, self.keys(pool).all, args)
+
+    async def _transition(self, name: ScriptName, hold_id: str, args: list[int]) -> Transition:
+        try:
+            pool = pool_of(hold_id)
+        except ValueError:
+            return Transition(str(hold_id), False, TransitionReason.INVALID, None)
+        reply = await self._scripts.call(name, self.keys(pool).all, [hold_id, *args])
+        return codec.transition_reply(hold_id, reply)
+
+    def _reserve_call(self, request: ReserveRequest) -> Call:
+        args: list[EncodableT] = [request.pool, request.buyer, request.qty]
+        return self.keys(request.pool).all, [*args, request.idempotency_key, self._reclaim_batch]
+
+
+def _valid_request(request: ReserveRequest) -> bool:
+    return (
+        valid_pool(request.pool)
+        and valid_text(request.buyer)
+        and valid_text(request.idempotency_key)
+        and valid_count(request.qty)
+    )

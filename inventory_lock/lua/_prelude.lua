@@ -1,0 +1,113 @@
+-- Prepended to every script of this folder when it is loaded.
+-- KEYS (one pool, one hash tag): meta, holds, buyers, due, confirming, idem.
+-- A hold record is "state|qty|expires_ms|updated_ms|buyer"; buyer comes last, so it may hold '|'.
+-- Numbers go through int() because Lua 5.1 prints large doubles in exponent form.
+local META, HOLDS, BUYERS, DUE, CONFIRMING, IDEM = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local MAX_TEXT, MAX_COUNT, MAX_HOLD_MS, MAX_BATCH = 200, 1000000000, 86400000, 10000
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+local function server_time()
+  local t = redis.call('TIME')
+  return tonumber(t[1]), tonumber(t[2])
+end
+
+local function now_ms()
+  local sec, usec = server_time()
+  return sec * 1000 + math.floor(usec / 1000)
+end
+
+-- Digits only: no sign, hex, exponent, inf or nan gets through.
+local function count_arg(s, min, max)
+  if type(s) ~= 'string' or #s > 12 or not string.match(s, '^%d+$') then
+    return nil
+  end
+  local n = tonumber(s)
+  if n < min or n > max then
+    return nil
+  end
+  return n
+end
+
+local function text_arg(s)
+  return type(s) == 'string' and #s >= 1 and #s <= MAX_TEXT
+end
+
+local function pool_arg(s)
+  return type(s) == 'string' and #s <= 64 and string.match(s, '^[%w_%-]+$') ~= nil
+end
+
+local function hold_arg(s)
+  if type(s) ~= 'string' then
+    return false
+  end
+  local pool, seq = string.match(s, '^([%w_%-]+)%.(%d+)$')
+  return pool ~= nil and #pool <= 64 and #seq <= 18
+end
+
+local function decode(raw)
+  local state, qty, exp, upd, buyer = string.match(raw, '^(%l+)|(%d+)|(%d+)|(%d+)|(.*)$')
+  return {state = state, qty = tonumber(qty), exp = tonumber(exp), upd = tonumber(upd), buyer = buyer}
+end
+
+local function save(id, h, state, now)
+  h.state, h.upd = state, now
+  local raw = h.state .. '|' .. int(h.qty) .. '|' .. int(h.exp) .. '|' .. int(h.upd) .. '|' .. h.buyer
+  redis.call('HSET', HOLDS, id, raw)
+  return raw
+end
+
+-- Moves a hold between the counted states (held, confirming, confirmed); stock is unchanged.
+local function shift(id, h, state, now)
+  redis.call('HINCRBY', META, h.state, -h.qty)
+  redis.call('HINCRBY', META, state, h.qty)
+  return save(id, h, state, now)
+end
+
+-- Returns a held or confirming hold's quantity to stock and ends it in `state`.
+local function release(id, h, state, now)
+  redis.call('HINCRBY', META, h.state, -h.qty)
+  redis.call('HINCRBY', META, 'remaining', h.qty)
+  if redis.call('HINCRBY', BUYERS, h.buyer, -h.qty) <= 0 then
+    redis.call('HDEL', BUYERS, h.buyer)
+  end
+  redis.call('ZREM', DUE, id)
+  redis.call('ZREM', CONFIRMING, id)
+  return save(id, h, state, now)
+end
+
+-- Expires up to `batch` holds due at `now`; returns how many holds and how much stock came back.
+local function reclaim(now, batch)
+  local ids = redis.call('ZRANGEBYSCORE', DUE, '-inf', int(now), 'LIMIT', 0, batch)
+  local holds, qty = 0, 0
+  for _, id in ipairs(ids) do
+    local raw = redis.call('HGET', HOLDS, id)
+    local h = raw and decode(raw)
+    if h and h.state == 'held' then
+      release(id, h, 'expired', now)
+      holds, qty = holds + 1, qty + h.qty
+    else
+      redis.call('ZREM', DUE, id)
+    end
+  end
+  return holds, qty
+end
+
+-- The hold a transition script acts on and its record, or nil, nil and why it cannot.
+local function find_hold(id)
+  if not hold_arg(id) then
+    return nil, nil, 'invalid'
+  end
+  local raw = redis.call('EXISTS', META) == 1 and redis.call('HGET', HOLDS, id)
+  if not raw then
+    return nil, nil, 'not_found'
+  end
+  return decode(raw), raw
+end
+
+-- Reply of a transition that cannot start from the hold's state.
+local function refuse(h, raw)
+  return {0, h.state == 'expired' and 'expired' or 'wrong_state', raw}
+end

@@ -1,0 +1,20 @@
+-- held -> confirming, only before the hold expires (server time); a due hold expires here.
+-- ARGV: hold id. Reply: {ok 0|1, reason, record}.
+local id = ARGV[1]
+local h, raw, reason = find_hold(id)
+if not h then
+  return {0, reason, false}
+end
+local now = now_ms()
+if h.state == 'held' then
+  if now >= h.exp then
+    return {0, 'expired', release(id, h, 'expired', now)}
+  end
+  redis.call('ZREM', DUE, id)
+  redis.call('ZADD', CONFIRMING, int(now), id)
+  return {1, '', shift(id, h, 'confirming', now)}
+end
+if h.state == 'confirming' or h.state == 'confirmed' then
+  return {1, '', raw}
+end
+return refuse(h, raw)

@@ -1,0 +1,141 @@
+"""Typed results of every inventory operation: nothing here touches Redis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class HoldState(StrEnum):
+    HELD = "held"
+    CONFIRMING = "confirming"
+    CONFIRMED = "confirmed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class RejectReason(StrEnum):
+    SOLD_OUT = "sold_out"
+    LIMIT = "limit"
+    CLOSED = "closed"
+    INVALID = "invalid"
+    UNKNOWN_POOL = "unknown_pool"
+
+
+class TransitionReason(StrEnum):
+    EXPIRED = "expired"
+    NOT_FOUND = "not_found"
+    WRONG_STATE = "wrong_state"
+    INVALID = "invalid"
+
+
+class PoolReason(StrEnum):
+    EXISTS = "exists"
+    UNKNOWN_POOL = "unknown_pool"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRecord:
+    """A hold as stored: its state now, and when it expires (or expired) in server ms."""
+
+    id: str
+    pool: str
+    buyer: str
+    qty: int
+    state: HoldState
+    expires_at_ms: int
+    updated_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Answer to a successful reserve; `replay` is true when the idempotency key was known."""
+
+    id: str
+    pool: str
+    buyer: str
+    qty: int
+    expires_at_ms: int
+    remaining: int
+    state: HoldState = HoldState.HELD
+    replay: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: RejectReason
+
+
+ReserveResult = Hold | Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRequest:
+    """One reservation of a batch for `InventoryLock.reserve_many`."""
+
+    pool: str
+    buyer: str
+    qty: int
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """Outcome of a hold state change; `hold` is the record after it (None if not found)."""
+
+    hold_id: str
+    ok: bool
+    reason: TransitionReason | None
+    hold: HoldRecord | None
+
+    @property
+    def state(self) -> HoldState | None:
+        return self.hold.state if self.hold else None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolChange:
+    """Outcome of load, rebuild, close and drop."""
+
+    pool: str
+    ok: bool
+    reason: PoolReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    pool: str
+    stock: int
+    remaining: int
+    held: int
+    confirming: int
+    confirmed: int
+    buyers: int
+    closed: bool
+    limit_per_buyer: int
+    hold_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryResult:
+    """What one `expire_due` call returned to stock."""
+
+    pool: str
+    holds: int
+    qty: int
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """The invariant recomputed from hold records; `problems` is empty when `ok`."""
+
+    pool: str
+    ok: bool
+    problems: tuple[str, ...]
+    stock: int
+    remaining: int
+    held: int
+    confirming: int
+    confirmed: int

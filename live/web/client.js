@@ -1,0 +1,176 @@
+// The reference client of the live protocol (docs/protocol.md): connect, resume, dedupe by seq,
+// correlate replies by ref, and the HTTP API with the bearer token. No dependencies.
+
+export function roomFromPath() {
+  return decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
+}
+
+/** The token from the URL fragment (#token=...), remembered for this tab, or asked for. */
+export function pageToken(room, { ask = true } = {}) {
+  const key = `live-token:${room}`;
+  const match = location.hash.match(/token=([^&]+)/);
+  if (match) {
+    sessionStorage.setItem(key, decodeURIComponent(match[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  let token = sessionStorage.getItem(key);
+  if (!token && ask) {
+    token = (prompt("Paste your token (empty to watch anonymously)") || "").trim();
+    if (token) sessionStorage.setItem(key, token);
+  }
+  return token || null;
+}
+
+export class ApiError extends Error {
+  constructor(status, error, detail) {
+    super(detail || error);
+    this.status = status;
+    this.error = error;
+  }
+}
+
+export async function api(method, path, token, body, headers = {}) {
+  const options = { method, headers: { ...headers } };
+  if (token) options.headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) {
+    options.headers["content-type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new ApiError(response.status, data.error || "error", data.detail);
+  return data;
+}
+
+const FATAL_CLOSES = new Set([4401, 4403, 4404]);
+
+/**
+ * A room connection that keeps itself in step: on every (re)connect it asks to resume from the
+ * last applied seq; the server answers with the missed events or a fresh snapshot.
+ * Events: "status" {state, detail}, "snapshot" (the snapshot), "event" (one room event).
+ */
+export class LiveClient extends EventTarget {
+  constructor(room, token) {
+    super();
+    this.room = room;
+    this.token = token;
+    this.seq = 0;
+    this.epoch = "";
+    this.clockOffset = 0;
+    this.pending = new Map();
+    this.nextRef = 1;
+    this.attempt = 0;
+    this.ws = null;
+    this.stopped = false;
+  }
+
+  now() {
+    return Date.now() + this.clockOffset;
+  }
+
+  connect() {
+    const params = new URLSearchParams();
+    if (this.token) params.set("token", this.token);
+    if (this.epoch) {
+      params.set("since", String(this.seq));
+      params.set("epoch", this.epoch);
+    }
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const url = `${scheme}//${location.host}/ws/rooms/${encodeURIComponent(this.room)}?${params}`;
+    this.status(this.attempt ? "reconnecting" : "connecting");
+    const ws = new WebSocket(url);
+    this.ws = ws;
+    ws.onmessage = (message) => this.receive(JSON.parse(message.data));
+    ws.onclose = (close) => this.closed(ws, close);
+  }
+
+  closed(ws, close) {
+    if (ws !== this.ws) return;
+    for (const { reject } of this.pending.values()) reject(new ApiError(0, "disconnected", "connection lost"));
+    this.pending.clear();
+    if (this.stopped) return;
+    if (FATAL_CLOSES.has(close.code)) {
+      this.status("refused", close.reason || `closed (${close.code})`);
+      return;
+    }
+    this.attempt += 1;
+    const delay = Math.min(5000, 200 * 2 ** Math.min(this.attempt, 5)) * (0.5 + Math.random());
+    this.status("reconnecting", `retrying in ${Math.round(delay / 100) / 10}s`);
+    setTimeout(() => this.connect(), delay);
+  }
+
+  status(state, detail = "") {
+    this.dispatchEvent(new CustomEvent("status", { detail: { state, detail } }));
+  }
+
+  receive(frame) {
+    switch (frame.type) {
+      case "welcome":
+        this.attempt = 0;
+        this.status(frame.resumed ? "resumed" : "live");
+        break;
+      case "snapshot": {
+        const snapshot = frame.snapshot;
+        this.seq = snapshot.seq;
+        this.epoch = snapshot.epoch;
+        this.clockOffset = snapshot.server_time_ms - Date.now();
+        this.dispatchEvent(new CustomEvent("snapshot", { detail: snapshot }));
+        break;
+      }
+      case "events":
+        for (const event of frame.events) {
+          if (event.epoch !== this.epoch || event.seq <= this.seq) continue;
+          this.seq = event.seq;
+          this.dispatchEvent(new CustomEvent("event", { detail: event }));
+        }
+        break;
+      case "reply":
+      case "error": {
+        const waiting = this.pending.get(frame.ref);
+        if (!waiting) break;
+        this.pending.delete(frame.ref);
+        if (frame.ok) waiting.resolve(frame.data);
+        else waiting.reject(new ApiError(0, frame.error, frame.detail));
+        break;
+      }
+    }
+  }
+
+  /** Send a command; resolves with the reply's data or rejects with ApiError. */
+  send(type, fields = {}) {
+    return new Promise((resolve, reject) => {
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+        reject(new ApiError(0, "disconnected", "not connected"));
+        return;
+      }
+      const ref = String(this.nextRef++);
+      this.pending.set(ref, { resolve, reject });
+      setTimeout(() => {
+        if (this.pending.delete(ref)) reject(new ApiError(0, "timeout", "no answer"));
+      }, 10000);
+      this.ws.send(JSON.stringify({ type, ref, ...fields }));
+    });
+  }
+}
+
+export function money(cents) {
+  return (cents / 100).toLocaleString(undefined, { style: "currency", currency: "USD" });
+}
+
+export function countdown(ms) {
+  const total = Math.max(0, Math.ceil(ms / 1000));
+  const minutes = Math.floor(total / 60);
+  const seconds = String(total % 60).padStart(2, "0");
+  return `${minutes}:${seconds}`;
+}
+
+export function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  node.append(...children);
+  return node;
+}

@@ -1,0 +1,76 @@
+"""Counters and a latency histogram that add up across locust workers.
+
+Each process that runs users keeps one pending Tally; a worker ships it to the master with every
+report (`drain`), the master `merge`s it into its totals. The histogram rounds like locust's own
+(exact below 100 ms, to 10 ms below 1 s, to 100 ms above), so percentiles match its reports."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+
+def bucket(ms: float) -> int:
+    value = max(0, round(ms))
+    if value < 100:
+        return value
+    if value < 1000:
+        return round(value, -1)
+    return round(value, -2)
+
+
+def percentile(histogram: Mapping[int, int], q: float) -> float | None:
+    """The q-quantile (0..1) of a {bucket: count} histogram; None when it is empty."""
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= rank:
+            return float(value)
+    return float(max(histogram))
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.lag: Counter[int] = Counter()
+        self.highs: dict[str, int] = {}
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.counts[name] += n
+
+    def lag_ms(self, ms: float) -> None:
+        self.lag[bucket(ms)] += 1
+
+    def high(self, name: str, value: int) -> None:
+        """Keep the largest value seen (e.g. the most items one buyer ever owned)."""
+        if value > self.highs.get(name, value - 1):
+            self.highs[name] = value
+
+    def export(self) -> dict[str, Any]:
+        return {
+            "counts": dict(self.counts),
+            "lag": [[k, v] for k, v in self.lag.items()],
+            "highs": dict(self.highs),
+        }
+
+    def drain(self) -> dict[str, Any]:
+        """What was gathered since the last drain, as plain data; starts afresh."""
+        data = self.export()
+        self.counts.clear()
+        self.lag.clear()
+        self.highs.clear()
+        return data
+
+    def merge(self, data: Mapping[str, Any]) -> None:
+        self.counts.update({str(k): int(v) for k, v in data.get("counts", {}).items()})
+        self.lag.update({int(k): int(v) for k, v in data.get("lag", [])})
+        for name, value in data.get("highs", {}).items():
+            self.high(str(name), int(value))
+
+    def lag_percentile(self, q: float) -> float | None:
+        return percentile(self.lag, q)

@@ -1,0 +1,376 @@
+"""Flash sales end to end over HTTP, on real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from conftest import Served, serve_app
+from flash_sales.model import OrderRequest
+from live.embedded import EmbeddedPostgres
+from live.settings import Settings
+from rooms.auth import Role, mint
+
+ROOM = "shop"
+
+
+def token(
+    settings: Settings, sub: str, role: Role = Role.VIEWER, room: str = ROOM, ttl: int = 600
+) -> str:
+    return mint(settings.jwt_secret, sub=sub, role=role, room=room, ttl_s=ttl, name=sub.title())
+
+
+def auth(
+    settings: Settings, sub: str, role: Role = Role.VIEWER, room: str = ROOM
+) -> dict[str, str]:
+    return {"authorization": f"Bearer {token(settings, sub, role, room)}"}
+
+
+@pytest.fixture
+async def client(server: str) -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(base_url=server, timeout=30, limits=limits) as http:
+        yield http
+
+
+async def open_sale(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    *,
+    stock: int,
+    hold_seconds: int = 60,
+    limit: int = 1,
+) -> dict[str, Any]:
+    host = auth(settings, "host", Role.HOST)
+    assert (
+        await client.put(f"/api/rooms/{ROOM}", json={"title": "Shop"}, headers=host)
+    ).status_code == 200
+    product = await client.post(
+        f"/api/rooms/{ROOM}/products",
+        json={"sku": "mug", "title": "Mug", "price_cents": 900},
+        headers=host,
+    )
+    sale = await client.post(
+        f"/api/rooms/{ROOM}/sales",
+        json={
+            "product_id": product.json()["id"],
+            "stock": stock,
+            "price_cents": 500,
+            "limit_per_buyer": limit,
+            "hold_seconds": hold_seconds,
+        },
+        headers=host,
+    )
+    assert sale.status_code == 201, sale.text
+    assert sale.json()["state"] == "scheduled"
+    started = await client.post(f"/api/sales/{sale.json()['id']}/start", headers=host)
+    assert started.json()["state"] == "open"
+    return started.json()  # type: ignore[no-any-return]
+
+
+async def reserve(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    sale_id: int,
+    buyer: str,
+    key: str = "k",
+    qty: int = 1,
+) -> httpx.Response:
+    return await client.post(
+        f"/api/sales/{sale_id}/reservations",
+        json={"qty": qty},
+        headers={**auth(settings, buyer), "idempotency-key": key},
+    )
+
+
+async def confirm(
+    client: httpx.AsyncClient, settings: Settings, hold_id: str, buyer: str
+) -> httpx.Response:
+    return await client.post(
+        f"/api/reservations/{hold_id}/confirm",
+        json={"payment_ref": f"pay-{buyer}"},
+        headers=auth(settings, buyer),
+    )
+
+
+async def figures(client: httpx.AsyncClient, settings: Settings, sale_id: int) -> dict[str, Any]:
+    response = await client.get(f"/api/sales/{sale_id}", headers=auth(settings, "host", Role.HOST))
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_thousand_buyers_on_fifty_items(
+    client: httpx.AsyncClient, settings: Settings, served: Served
+) -> None:
+    sale = await open_sale(client, settings, stock=50)
+
+    async def buyer(n: int) -> tuple[int, str]:
+        held = await reserve(client, settings, sale["id"], f"b{n}", key=f"attempt-{n}")
+        if held.status_code != 201:
+            return held.status_code, held.json()["error"]
+        outcomes = [await confirm(client, settings, held.json()["id"], f"b{n}") for _ in range(3)]
+        assert {o.status_code for o in outcomes} == {201}
+        assert len({o.json()["id"] for o in outcomes}) == 1  # retried confirm: one order
+        return 201, "order"
+
+    results = collections.Counter(await asyncio.gather(*(buyer(n) for n in range(1000))))
+    assert results == {(201, "order"): 50, (409, "sold_out"): 950}
+    numbers = await figures(client, settings, sale["id"])
+    assert (numbers["sold"], numbers["orders"], numbers["remaining"]) == (50, 50, 0)
+    assert numbers["state"] == "sold_out"
+    assert numbers["revenue_cents"] == 50 * 500
+    report = await served.services.sales.lock.check(str(sale["id"]))
+    assert report is not None and report.ok and report.confirmed == 50
+
+
+async def test_same_idempotency_key_gives_the_same_hold(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    sale = await open_sale(client, settings, stock=10, limit=2)
+    first = await reserve(client, settings, sale["id"], "ann", key="same")
+    again = await asyncio.gather(
+        *(reserve(client, settings, sale["id"], "ann", key="same") for _ in range(20))
+    )
+    assert {r.json()["id"] for r in again} == {first.json()["id"]}
+    assert (await figures(client, settings, sale["id"]))["held"] == 1
+
+
+async def test_expired_holds_return_stock_and_reopen_the_sale(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    sale = await open_sale(client, settings, stock=2, hold_seconds=1)
+    holds = [await reserve(client, settings, sale["id"], f"b{n}") for n in range(2)]
+    assert [h.status_code for h in holds] == [201, 201]
+    assert (await reserve(client, settings, sale["id"], "late")).json()["error"] == "sold_out"
+    assert (await figures(client, settings, sale["id"]))["state"] == "sold_out"
+    await asyncio.sleep(1.8)
+    numbers = await figures(client, settings, sale["id"])
+    assert (numbers["remaining"], numbers["held"], numbers["state"]) == (2, 0, "open")
+    late = await confirm(client, settings, holds[0].json()["id"], "b0")
+    assert late.status_code == 409
+    assert late.json()["error"] == "expired"
+    assert (await reserve(client, settings, sale["id"], "late", key="again")).status_code == 201
+
+
+async def test_cancel_returns_stock(client: httpx.AsyncClient, settings: Settings) -> None:
+    sale = await open_sale(client, settings, stock=1)
+    hold = await reserve(client, settings, sale["id"], "ann")
+    cancelled = await client.delete(
+        f"/api/reservations/{hold.json()['id']}", headers=auth(settings, "ann")
+    )
+    assert cancelled.status_code == 200
+    assert (await reserve(client, settings, sale["id"], "bob")).status_code == 201
+
+
+async def test_interrupted_confirm_is_recovered(
+    client: httpx.AsyncClient, settings: Settings, served: Served
+) -> None:
+    sale = await open_sale(client, settings, stock=3)
+    sales = served.services.sales
+    holds = [(await reserve(client, settings, sale["id"], f"b{n}")).json()["id"] for n in range(2)]
+    # A worker died after begin_confirm: once with the order written, once without.
+    for hold in holds:
+        assert (await sales.lock.begin_confirm(hold)).ok
+    await sales.writer.write(OrderRequest(holds[0], sale["id"], "b0", 1, 500, "pay"))
+    sales.stuck_confirm_ms = 0
+    await sales.recover_confirms()
+    first, second = [await sales.lock.get_hold(h) for h in holds]
+    assert first is not None and first.state.value == "confirmed"
+    assert second is not None and second.state.value == "held"
+    numbers = await figures(client, settings, sale["id"])
+    assert (numbers["sold"], numbers["orders"], numbers["confirming"]) == (1, 1, 0)
+    report = await sales.lock.check(str(sale["id"]))
+    assert report is not None and report.ok and report.confirmed == 1
+
+
+async def test_redis_losing_the_sale_rebuilds_from_postgres(
+    client: httpx.AsyncClient, settings: Settings, served: Served
+) -> None:
+    sale = await open_sale(client, settings, stock=5)
+    for n in range(3):
+        held = await reserve(client, settings, sale["id"], f"b{n}")
+        assert (await confirm(client, settings, held.json()["id"], f"b{n}")).status_code == 201
+    lock = served.services.sales.lock
+    redis = served.services.redis
+    await redis.delete(*lock.keys(str(sale["id"])).all)  # this test's namespace only
+    results = [await reserve(client, settings, sale["id"], f"c{n}") for n in range(5)]
+    assert [r.status_code for r in results].count(201) == 2
+    repeat = await reserve(client, settings, sale["id"], "b0", key="second-try")
+    assert repeat.json()["error"] == "limit"  # b0's confirmed item survived the rebuild
+    for n, result in enumerate(results):
+        if result.status_code == 201:
+            assert (
+                await confirm(client, settings, result.json()["id"], f"c{n}")
+            ).status_code == 201
+    numbers = await figures(client, settings, sale["id"])
+    assert (numbers["sold"], numbers["orders"], numbers["remaining"]) == (5, 5, 0)
+
+
+async def test_postgres_down_then_back(tmp_path: Path, settings: Settings) -> None:
+    postgres = EmbeddedPostgres(tmp_path / "pg")
+    postgres.start()
+    try:
+        own = dataclasses.replace(
+            settings, database_url=postgres.url, database_schema="public", io_timeout_s=2
+        )
+        async with (
+            serve_app(own) as running,
+            httpx.AsyncClient(base_url=running.url, timeout=30) as http,
+        ):
+            sale = await open_sale(http, own, stock=2)
+            held = await reserve(http, own, sale["id"], "ann")
+            await asyncio.to_thread(postgres.stop)
+            down = await confirm(http, own, held.json()["id"], "ann")
+            assert down.status_code == 503
+            assert down.json()["error"] == "unavailable"
+            assert "retry-after" in down.headers
+            await asyncio.to_thread(postgres.start)
+            orders = set()
+            for _ in range(20):
+                again = await confirm(http, own, held.json()["id"], "ann")
+                if again.status_code == 201:
+                    orders.add(again.json()["id"])
+                    if (
+                        len(orders)
+                        and (await confirm(http, own, held.json()["id"], "ann")).status_code == 201
+                    ):
+                        break
+                await asyncio.sleep(0.5)
+            assert len(orders) == 1
+            conn = await asyncpg.connect(postgres.url)
+            try:
+                assert await conn.fetchval("SELECT count(*) FROM orders") == 1
+                assert await conn.fetchval("SELECT sold FROM sales") == 1
+            finally:
+                await conn.close()
+    finally:
+        postgres.stop()
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "error"),
+    [
+        ("unknown_sale", 404, "not_found"),
+        ("wrong_room", 403, "forbidden"),
+        ("expired_token", 401, "token_expired"),
+        ("no_token", 401, "token_required"),
+        ("viewer_starts_sale", 403, "forbidden"),
+        ("viewer_reads_figures", 403, "forbidden"),
+        ("malformed_json", 400, "bad_request"),
+        ("qty_above_limit", 422, "limit"),
+        ("no_idempotency_key", 422, "invalid"),
+        ("viewer_creates_sale", 403, "forbidden"),
+    ],
+)
+async def test_bad_requests_change_nothing(
+    client: httpx.AsyncClient, settings: Settings, case: str, status: int, error: str
+) -> None:
+    sale = await open_sale(client, settings, stock=5, limit=2)
+    path = f"/api/sales/{sale['id']}/reservations"
+    viewer = {**auth(settings, "v"), "idempotency-key": "k"}
+    if case == "unknown_sale":
+        response = await client.post("/api/sales/999999/reservations", json={}, headers=viewer)
+    elif case == "wrong_room":
+        response = await client.post(
+            path, json={}, headers={**auth(settings, "v", room="other"), "idempotency-key": "k"}
+        )
+    elif case == "expired_token":
+        expired = mint(settings.jwt_secret, sub="v", role=Role.VIEWER, room=ROOM, ttl_s=1)
+        await asyncio.sleep(1.1)
+        response = await client.post(
+            path, json={}, headers={"authorization": f"Bearer {expired}", "idempotency-key": "k"}
+        )
+    elif case == "no_token":
+        response = await client.post(path, json={}, headers={"idempotency-key": "k"})
+    elif case == "viewer_starts_sale":
+        response = await client.post(f"/api/sales/{sale['id']}/stop", headers=auth(settings, "v"))
+    elif case == "viewer_reads_figures":
+        response = await client.get(f"/api/sales/{sale['id']}", headers=auth(settings, "v"))
+    elif case == "malformed_json":
+        response = await client.post(path, content=b"{nope", headers=viewer)
+    elif case == "qty_above_limit":
+        response = await client.post(path, json={"qty": 3}, headers=viewer)
+    elif case == "no_idempotency_key":
+        response = await client.post(path, json={}, headers=auth(settings, "v"))
+    else:
+        response = await client.post(
+            f"/api/rooms/{ROOM}/sales",
+            json={"product_id": 1, "stock": 1, "price_cents": 1},
+            headers=auth(settings, "v"),
+        )
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == error
+    assert set(response.json()) == {"error", "detail"}
+    numbers = await figures(client, settings, sale["id"])
+    assert (numbers["remaining"], numbers["held"], numbers["sold"], numbers["state"]) == (
+        5,
+        0,
+        0,
+        "open",
+    )
+
+
+async def test_buying_over_the_websocket(
+    server: str, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    import json
+
+    from websockets.asyncio.client import connect
+
+    sale = await open_sale(client, settings, stock=1)
+    url = server.replace("http", "ws") + f"/ws/rooms/{ROOM}?token={token(settings, 'ann')}"
+    async with connect(url) as ws:
+
+        async def reply(ref: str) -> dict[str, Any]:
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                if frame["type"] in ("reply", "error") and frame["ref"] == ref:
+                    return frame  # type: ignore[no-any-return]
+
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "buy",
+                    "ref": "1",
+                    "sale_id": sale["id"],
+                    "qty": 1,
+                    "idempotency_key": "w1",
+                }
+            )
+        )
+        held = await reply("1")
+        assert held["ok"], held
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "confirm",
+                    "ref": "2",
+                    "reservation_id": held["data"]["id"],
+                    "payment_ref": "p",
+                }
+            )
+        )
+        order = await reply("2")
+        assert order["ok"] and order["data"]["qty"] == 1
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "buy",
+                    "ref": "3",
+                    "sale_id": sale["id"],
+                    "qty": 1,
+                    "idempotency_key": "w2",
+                }
+            )
+        )
+        again = await reply("3")
+        assert again["error"] == "limit"  # one per buyer, confirmed items included
+    late = await reserve(client, settings, sale["id"], "bob")
+    assert late.json()["error"] == "sold_out"

@@ -1,0 +1,193 @@
+"""Thousands of buyers at once, from several clients and several processes: never oversold."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import random
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+from lock_helpers import (
+    Outcome,
+    assert_consistent,
+    hold,
+    new_pool,
+    open_client,
+    reserve_worker,
+    run_reservers,
+    server_ms,
+    start_when_ready,
+    sweep_until,
+    sweep_worker,
+    warm_up,
+)
+
+from inventory_lock import Hold, HoldState, InventoryLock, ReserveRequest, TransitionReason
+from inventory_lock.scripts import Client
+
+PROCESSES = 3
+RESERVERS = 2000
+STOCK = 100
+
+
+@pytest.fixture(scope="module")
+def processes() -> Iterator[ProcessPoolExecutor]:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=PROCESSES, mp_context=context) as executor:
+        pids = [executor.submit(warm_up) for _ in range(PROCESSES)]
+        assert len({future.result(timeout=60) for future in pids}) == PROCESSES
+        yield executor
+
+
+async def test_two_thousand_reservers_never_oversell(
+    lock: InventoryLock,
+    client: Client,
+    backend: tuple[str, str],
+    namespace: str,
+    processes: ProcessPoolExecutor,
+) -> None:
+    pool, go_key = new_pool(), f"{namespace}go"
+    await lock.load(pool, STOCK, 1, 60)
+    loop = asyncio.get_running_loop()
+    per_process = RESERVERS // (PROCESSES + 1)
+    ranges = [range(i * per_process, (i + 1) * per_process) for i in range(PROCESSES)]
+    remote = [
+        loop.run_in_executor(processes, reserve_worker, *backend, namespace, pool, indexes, go_key)
+        for indexes in ranges
+    ]
+    local = asyncio.ensure_future(
+        run_reservers(
+            *backend, namespace, pool, range(PROCESSES * per_process, RESERVERS), 4, go_key
+        )
+    )
+    await start_when_ready(client, go_key, PROCESSES + 1)
+    watching = asyncio.ensure_future(_watch(lock, pool, local))
+    outcomes: list[Outcome] = [o for part in await asyncio.gather(local, *remote) for o in part]
+    assert await watching > 0
+
+    assert len(outcomes) == RESERVERS
+    holds = {first for _, first, _ in outcomes if not first.startswith("rejected")}
+    assert len(holds) == STOCK
+    for i, first, retry in outcomes:
+        assert first == retry, (i, first, retry)  # a retry never makes a second hold
+        assert first in holds or first == "rejected:sold_out"
+    snapshot = await lock.snapshot(pool)
+    assert snapshot is not None
+    assert (snapshot.held, snapshot.remaining, snapshot.buyers) == (STOCK, 0, STOCK)
+    await assert_consistent(lock, pool)
+
+    ids = sorted(holds)
+    confirmed = await asyncio.gather(*(_confirm(lock, i) for i in ids[: STOCK // 2]))
+    assert all(confirmed)
+    await asyncio.gather(*(lock.cancel(i) for i in ids[STOCK // 2 :]))
+    again = await lock.reserve_many(
+        [ReserveRequest(pool, f"late{i}", 1, "k") for i in range(STOCK)]
+    )
+    assert sum(1 for r in again if isinstance(r, Hold)) == STOCK // 2
+    snapshot = await lock.snapshot(pool)
+    assert snapshot is not None
+    assert (snapshot.confirmed, snapshot.held, snapshot.remaining) == (STOCK // 2, STOCK // 2, 0)
+    await assert_consistent(lock, pool)
+
+
+async def _watch(lock: InventoryLock, pool: str, until: asyncio.Future[list[Outcome]]) -> int:
+    """Snapshots taken during the burst: never more than the stock out, and the sum holds."""
+    looks = 0
+    while not until.done():
+        snapshot = await lock.snapshot(pool)
+        assert snapshot is not None
+        assert snapshot.held + snapshot.confirming + snapshot.confirmed <= STOCK
+        assert snapshot.remaining + snapshot.held == STOCK and snapshot.remaining >= 0
+        looks += 1
+    return looks
+
+
+async def _confirm(lock: InventoryLock, hold_id: str) -> bool:
+    begun = await lock.begin_confirm(hold_id)
+    return begun.ok and (await lock.finish_confirm(hold_id)).ok
+
+
+async def test_expiry_racing_confirms(
+    lock: InventoryLock,
+    client: Client,
+    backend: tuple[str, str],
+    namespace: str,
+    processes: ProcessPoolExecutor,
+) -> None:
+    """Confirms arrive around the expiry time while sweepers in other processes and in this
+    one reclaim due holds and new buyers take returned stock: an item ends up confirmed or
+    returned, never both, and the counts always add up."""
+    pool, hold_ms = new_pool(), 300
+    await lock.load(pool, STOCK, 2, hold_ms / 1000)
+    first = [
+        hold(r)
+        for r in await lock.reserve_many(
+            [ReserveRequest(pool, f"b{i}", 1, "k") for i in range(STOCK)]
+        )
+    ]
+    deadline = max(h.expires_at_ms for h in first) + hold_ms
+    loop = asyncio.get_running_loop()
+    sweepers = [
+        loop.run_in_executor(processes, sweep_worker, *backend, namespace, pool, deadline)
+        for _ in range(PROCESSES)
+    ]
+    sweepers += [asyncio.ensure_future(sweep_until(client, namespace, pool, deadline))]
+
+    async def confirm_late(h: str, delay_s: float) -> tuple[str, bool, TransitionReason | None]:
+        await asyncio.sleep(delay_s)
+        begun = await lock.begin_confirm(h)
+        if begun.ok:
+            assert (await lock.finish_confirm(h)).ok
+        return h, begun.ok, begun.reason
+
+    async def newcomer(i: int) -> None:
+        await asyncio.sleep(random.uniform(0.1, 0.5))
+        await lock.reserve(pool, f"new{i}", 1, "k")
+
+    start = await server_ms(client)
+    wait_s = (first[0].expires_at_ms - start) / 1000
+    results = await asyncio.gather(
+        *(confirm_late(h.id, random.uniform(wait_s - 0.1, wait_s + 0.1)) for h in first)
+    )
+    await asyncio.gather(*(newcomer(i) for i in range(STOCK)))
+    returned = sum(await asyncio.gather(*sweepers))
+
+    states = {h.id: (await lock.get_hold(h.id)) for h in first}
+    confirmed = 0
+    for h, ok, reason in results:
+        record = states[h]
+        assert record is not None
+        if ok:
+            assert record.state is HoldState.CONFIRMED
+            confirmed += 1
+        else:
+            assert (reason, record.state) == (TransitionReason.EXPIRED, HoldState.EXPIRED)
+    assert 0 < confirmed < STOCK, "the confirms did not straddle the expiry"
+    assert returned <= STOCK - confirmed
+    snapshot = await lock.snapshot(pool)
+    assert snapshot is not None
+    assert snapshot.confirmed == confirmed
+    assert snapshot.remaining + snapshot.held + snapshot.confirming + confirmed == STOCK
+    await assert_consistent(lock, pool)
+
+
+async def test_retried_reserves_from_many_clients_make_one_hold(
+    backend: tuple[str, str], namespace: str
+) -> None:
+    clients = [await open_client(*backend) for _ in range(4)]
+    try:
+        locks = [InventoryLock(c, prefix=namespace) for c in clients]
+        pool = new_pool()
+        await locks[0].load(pool, 10, 3, 60)
+        results = await asyncio.gather(
+            *(locks[i % 4].reserve(pool, "same", 1, f"k{i % 2}") for i in range(80))
+        )
+        assert len({hold(r).id for r in results}) == 2
+        snapshot = await locks[0].snapshot(pool)
+        assert snapshot is not None and (snapshot.held, snapshot.remaining) == (2, 8)
+        await assert_consistent(locks[0], pool)
+    finally:
+        for c in clients:
+            await c.aclose()

@@ -1,0 +1,77 @@
+"""Key naming, validation and reply parsing, without Redis."""
+
+from __future__ import annotations
+
+import pytest
+from redis.crc import key_slot
+
+from inventory_lock import HoldState, pool_of
+from inventory_lock.check import check_dump
+from inventory_lock.codec import record
+from inventory_lock.keys import PoolKeys, check_prefix, hold_ms_of, valid_count, valid_text
+
+
+def test_pool_keys_share_one_cluster_slot() -> None:
+    keys = PoolKeys.of("live:", "sale-42")
+    assert keys.meta == "live:{sale:sale-42}:meta"
+    assert len({key_slot(key.encode()) for key in keys.all}) == 1
+    assert len(set(keys.all)) == 6
+
+
+def test_pool_of_reads_the_pool_from_a_hold_id() -> None:
+    assert pool_of("sale_7-b.1795616152932820") == "sale_7-b"
+    for bad in ["", "x", "x.", ".1", "a.b.1", "a b.1", "a.1x", "a." + "1" * 19, "p" * 65 + ".1"]:
+        with pytest.raises(ValueError):
+            pool_of(bad)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "ms"),
+    [
+        (30, 30_000),
+        (0.25, 250),
+        (0.001, 1),
+        (86_400, 86_400_000),
+        (0, None),
+        (0.0004, None),
+        (86_401, None),
+        (-1, None),
+        (float("nan"), None),
+        (True, None),
+        ("1", None),
+    ],
+)
+def test_hold_time_in_ms(seconds: object, ms: int | None) -> None:
+    assert hold_ms_of(seconds) == ms
+
+
+def test_validation_rules() -> None:
+    assert valid_text("b" * 200) and not valid_text("b" * 201) and not valid_text("")
+    assert not valid_text("é" * 101) and not valid_text("\ud800") and not valid_text(5)
+    assert valid_count(1) and not valid_count(0) and not valid_count(True)
+    assert not valid_count(1.0) and valid_count(0, minimum=0)
+    assert check_prefix("t_ab:") == "t_ab:"
+    with pytest.raises(ValueError):
+        check_prefix("a{b}")
+
+
+def test_record_keeps_a_buyer_with_separators() -> None:
+    parsed = record("p.12", b"confirming|3|1700000000123|1700000000001|odd|buyer|")
+    assert (parsed.pool, parsed.state, parsed.qty) == ("p", HoldState.CONFIRMING, 3)
+    assert (parsed.buyer, parsed.expires_at_ms) == ("odd|buyer|", 1700000000123)
+
+
+def _dump(remaining: int, held_counter: int, due_score: str) -> list[object]:
+    meta = ["stock", "5", "remaining", str(remaining), "held", str(held_counter)]
+    meta += ["confirming", "0", "confirmed", "2", "limit", "3"]
+    holds = [b"p.1", b"held|1|900|100|ann", b"p.2", b"confirmed|2|900|100|bob"]
+    holds += [b"p.3", b"expired|4|900|100|ann"]
+    return [meta, holds, [b"ann", b"1", b"bob", b"2"], [b"p.1", due_score], [], [b"p.1"]]
+
+
+def test_check_recomputes_from_records() -> None:
+    good = check_dump("p", _dump(2, 1, "900"))
+    assert good is not None and good.ok and (good.held, good.confirmed) == (1, 2)
+    bad = check_dump("p", _dump(3, 2, "901"))
+    assert bad is not None and not bad.ok and len(bad.problems) >= 3
+    assert check_dump("p", None) is None

@@ -1,0 +1,213 @@
+"""The host console and the viewer overlay in a real Chromium, against the real service."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from live.embedded import free_port
+from live.settings import Settings
+from rooms.auth import Role, mint
+
+ROOM = "stage"
+CHROMIUM = os.environ.get("LIVE_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CLOSED_NETWORK_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+class LiveProcess:
+    """`live serve` as a subprocess on a fixed port, so it can be restarted in place."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
+        self.env.update(
+            LIVE_REDIS_URL=settings.redis_url,
+            LIVE_DATABASE_URL=settings.database_url,
+            LIVE_DATABASE_SCHEMA=settings.database_schema,
+            LIVE_REDIS_PREFIX=settings.redis_prefix,
+            LIVE_JWT_SECRET=settings.jwt_secret,
+            LIVE_DATA_DIR=str(settings.data_dir),
+            LIVE_LOG_LEVEL="warning",
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "live.cli", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient(timeout=2) as client:
+            while time.monotonic() < deadline:
+                assert self.process.poll() is None, "live serve exited"
+                try:
+                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError("live serve never became ready")
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(self.process.wait, 30)
+
+
+@pytest.fixture
+async def live(settings: Settings) -> AsyncIterator[LiveProcess]:
+    process = LiveProcess(settings)
+    await process.start()
+    yield process
+    await process.stop()
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CLOSED_NETWORK_FLAGS
+        )
+        yield chromium
+        await chromium.close()
+
+
+def token(settings: Settings, sub: str, role: Role = Role.VIEWER) -> str:
+    return mint(settings.jwt_secret, sub=sub, role=role, room=ROOM, ttl_s=3600, name=sub.title())
+
+
+async def seed_room(live: LiveProcess, settings: Settings) -> list[int]:
+    host = {"authorization": f"Bearer {token(settings, 'host', Role.HOST)}"}
+    async with httpx.AsyncClient(base_url=live.url, headers=host, timeout=10) as client:
+        assert (await client.put(f"/api/rooms/{ROOM}", json={"title": "Studio"})).status_code == 200
+        ids = []
+        for sku, title, price in [("mug", "Stoneware mug", 1800), ("tote", "Tote bag", 2400)]:
+            product = await client.post(
+                f"/api/rooms/{ROOM}/products",
+                json={"sku": sku, "title": title, "price_cents": price},
+            )
+            ids.append(product.json()["id"])
+        return ids
+
+
+async def viewer(browser: Browser, live: LiveProcess, settings: Settings, sub: str) -> Page:
+    page = await browser.new_page(viewport={"width": 390, "height": 844})
+    await page.goto(f"{live.url}/watch/{ROOM}#token={token(settings, sub)}")
+    await expect(page.get_by_test_id("status")).to_have_text("live", timeout=10_000)
+    return page
+
+
+async def host(browser: Browser, live: LiveProcess, settings: Settings) -> Page:
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    await page.goto(f"{live.url}/host/{ROOM}#token={token(settings, 'host', Role.HOST)}")
+    await expect(page.get_by_test_id("status")).to_have_text("live", timeout=10_000)
+    await expect(page.get_by_test_id("pin-mug")).to_be_visible()
+    return page
+
+
+async def test_pin_reaches_two_viewers_within_a_second(
+    browser: Browser, live: LiveProcess, settings: Settings
+) -> None:
+    await seed_room(live, settings)
+    viewers = [await viewer(browser, live, settings, name) for name in ("ann", "bob")]
+    console = await host(browser, live, settings)
+    await console.get_by_test_id("pin-tote").click()
+    for page in viewers:
+        await expect(page.get_by_test_id("product-title")).to_have_text("Tote bag", timeout=1000)
+
+
+async def test_flash_sale_of_three_items_to_five_buyers(
+    browser: Browser, live: LiveProcess, settings: Settings
+) -> None:
+    await seed_room(live, settings)
+    buyers = [await viewer(browser, live, settings, f"buyer{n}") for n in range(5)]
+    console = await host(browser, live, settings)
+    form = console.get_by_test_id("sale-form")
+    await form.locator("input[name=stock]").fill("3")
+    await form.locator("input[name=hold]").fill("60")
+    await form.get_by_role("button").click()
+    for page in buyers:
+        await expect(page.get_by_test_id("buy")).to_be_enabled(timeout=5000)
+    await asyncio.gather(*(page.get_by_test_id("buy").click() for page in buyers))
+    held, sold_out = [], []
+    for page in buyers:
+        message = page.get_by_test_id("sale-message")
+        await expect(message).not_to_have_text("", timeout=5000)
+        text = await message.text_content() or ""
+        (held if text.startswith("Reserved") else sold_out).append(page)
+        if not text.startswith("Reserved"):
+            assert "Sold out" in text, text
+    assert (len(held), len(sold_out)) == (3, 2)
+    for page in held:
+        await expect(page.get_by_test_id("hold")).to_be_visible()
+        await page.get_by_test_id("confirm").click()
+        await expect(page.get_by_test_id("sale-message")).to_contain_text("confirmed")
+    for page in buyers:
+        await expect(page.get_by_test_id("stock")).to_have_text("Sold out", timeout=3000)
+    await expect(console.locator('[data-stat="sold"]')).to_have_text("3", timeout=3000)
+    await expect(console.locator('[data-stat="orders"]')).to_have_text("3")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await held[0].screenshot(path=str(ARTIFACTS / "viewer-after-sale.png"), full_page=True)
+    await console.screenshot(path=str(ARTIFACTS / "host-after-sale.png"), full_page=True)
+
+
+async def test_viewer_reconnects_after_a_restart_and_shows_the_current_pin(
+    browser: Browser, live: LiveProcess, settings: Settings
+) -> None:
+    products = await seed_room(live, settings)
+    page = await viewer(browser, live, settings, "ann")
+    host_auth = {"authorization": f"Bearer {token(settings, 'host', Role.HOST)}"}
+    await live.stop()
+    await expect(page.get_by_test_id("status")).to_contain_text("reconnecting", timeout=5000)
+    await live.start()
+    async with httpx.AsyncClient(base_url=live.url, headers=host_auth, timeout=10) as client:
+        pinned = await client.post(f"/api/rooms/{ROOM}/pin", json={"product_id": products[1]})
+        assert pinned.status_code == 200
+    await expect(page.get_by_test_id("status")).to_have_text(
+        re.compile("live|resumed"), timeout=15_000
+    )
+    await expect(page.get_by_test_id("product-title")).to_have_text("Tote bag", timeout=5000)
+
+
+async def test_comments_travel_and_a_muted_viewer_is_refused(
+    browser: Browser, live: LiveProcess, settings: Settings
+) -> None:
+    await seed_room(live, settings)
+    ann = await viewer(browser, live, settings, "ann")
+    bob = await viewer(browser, live, settings, "bob")
+    await ann.get_by_test_id("comment-input").fill("hello from ann")
+    await ann.get_by_test_id("comment-input").press("Enter")
+    await expect(bob.get_by_test_id("comments")).to_contain_text("hello from ann", timeout=2000)
+    console = await host(browser, live, settings)
+    await expect(console.get_by_test_id("comments")).to_contain_text("hello from ann")
+    await console.get_by_test_id("mute-ann").click()
+    await expect(console.get_by_test_id("notice")).to_contain_text("Muted")
+    await ann.get_by_test_id("comment-input").fill("am I muted?")
+    await ann.get_by_test_id("comment-input").press("Enter")
+    await expect(ann.get_by_test_id("comment-message")).to_contain_text("muted", timeout=2000)
+    await asyncio.sleep(0.3)
+    assert "am I muted?" not in (await bob.get_by_test_id("comments").text_content() or "")

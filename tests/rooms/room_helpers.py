@@ -1,0 +1,129 @@
+"""Helpers of the rooms tests: tokens, a room created through the API, and a second app server on
+the same Redis and PostgreSQL. (Not a conftest.py: mypy and pytest's default
+import mode would see two top-level modules named `conftest`.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import jwt
+import redis.asyncio as aioredis
+import uvicorn
+
+from live.app import create_app
+from live.embedded import free_port
+from live.settings import Settings
+from rooms.auth import Role, mint
+from rooms.log import RoomLog
+from rooms.presence import Presence
+from rooms.service import CommentPolicy, RoomService
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Mints tokens signed with the test server's secret."""
+
+    secret: str
+
+    def __call__(
+        self, role: Role, room: str, sub: str = "", *, ttl_s: int = 600, name: str = ""
+    ) -> str:
+        sub = sub or f"{role.value}-1"
+        return mint(self.secret, sub=sub, role=role, room=room, ttl_s=ttl_s, name=name)
+
+    def expired(self, role: Role, room: str, sub: str = "host-1") -> str:
+        payload = {"sub": sub, "role": role.value, "room": room, "exp": int(time.time()) - 60}
+        return jwt.encode(payload, self.secret, algorithm="HS256")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass(frozen=True)
+class Room:
+    """A room created through the API by its host, with one product."""
+
+    id: str
+    host: str  # host token
+    viewer: str  # viewer token (sub "viewer-1")
+    product: dict[str, Any]
+
+
+async def create_room(
+    api: httpx.AsyncClient,
+    tokens: Tokens,
+    room: str = "r1",
+    settings: dict[str, Any] | None = None,
+) -> Room:
+    host = tokens(Role.HOST, room, "host-1")
+    body: dict[str, Any] = {"title": f"Room {room}"}
+    if settings is not None:
+        body["settings"] = settings
+    created = await api.put(f"/api/rooms/{room}", json=body, headers=bearer(host))
+    assert created.status_code == 200, created.text
+    product = await api.post(
+        f"/api/rooms/{room}/products",
+        json={"sku": "mug-1", "title": "Mug", "price_cents": 1299},
+        headers=bearer(host),
+    )
+    assert product.status_code == 201, product.text
+    return Room(room, host, tokens(Role.VIEWER, room, "viewer-1"), product.json())
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[str]:
+    """Another real app process-alike (its own clients and services) on the same Redis and
+    PostgreSQL schema; yields its URL."""
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=free_port(), log_level="warning"
+    )
+    instance = uvicorn.Server(config)
+    task = asyncio.create_task(instance.serve())
+    try:
+        async with asyncio.timeout(30):
+            while not instance.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("server exited during start")
+                await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        instance.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+
+
+@contextlib.asynccontextmanager
+async def pg_pool(database_url: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool on a test's schema (the app's lifespan applied the migrations)."""
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=2, server_settings={"search_path": schema}
+    )
+    assert pool is not None
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def room_service(
+    pg: asyncpg.Pool,
+    client: aioredis.Redis,
+    prefix: str,
+    *,
+    per_window: int = 5,
+    allow_anonymous: bool = True,
+) -> RoomService:
+    """A RoomService of its own, as another process would build it."""
+    log = RoomLog(client, prefix)
+    presence = Presence(client, prefix, "test-process")
+    policy = CommentPolicy(500, per_window)
+    return RoomService(pg, client, log, presence, policy, allow_anonymous=allow_anonymous)

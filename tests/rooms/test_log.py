@@ -1,0 +1,230 @@
+"""The room event log on real Redis: sequence numbers, epochs, bounded replay, gaps, pub/sub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, cast
+
+import pytest
+import redis.asyncio as aioredis
+
+from rooms.events import LANES
+from rooms.keys import RoomKeys
+from rooms.log import RECENT_COMMENTS, RoomLog
+
+
+@pytest.fixture
+def room_log(redis: aioredis.Redis, namespace: str) -> RoomLog:
+    return RoomLog(redis, namespace)
+
+
+async def publish_many(room_log: RoomLog, room: str, n: int) -> list[bytes]:
+    events = []
+    for i in range(n):
+        published = await room_log.publish(room, "host_message", {"text": f"m{i}"})
+        events.append(published.event)
+    return events
+
+
+async def logged(redis: aioredis.Redis, keys: RoomKeys) -> list[bytes]:
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keys.log))
+    return [fields[b"e"] for _, fields in entries]
+
+
+async def test_publish_gives_consecutive_seqs_in_one_epoch(room_log: RoomLog) -> None:
+    assert await room_log.position("r1") == ("", 0)
+    published = [await room_log.publish("r1", "comment", {"i": i}) for i in range(5)]
+    assert [p.seq for p in published] == [1, 2, 3, 4, 5]
+    assert len({p.epoch for p in published}) == 1
+    assert published[0].epoch.isdigit()
+    assert await room_log.position("r1") == (published[0].epoch, 5)
+    # Another room has its own sequence.
+    other = await room_log.publish("r2", "comment", {})
+    assert other.seq == 1
+
+
+async def test_event_json_carries_position_time_type_lane_and_data(
+    room_log: RoomLog, redis: aioredis.Redis
+) -> None:
+    seconds, micros = await redis.time()
+    now_ms = seconds * 1000 + micros // 1000
+    data: dict[str, Any] = {"product": {"id": 7, "title": "Mug ☕"}, "n": [1, 2]}
+    published = await room_log.publish("r1", "pinned", data)
+    event = json.loads(published.event)
+    assert set(event) == {"seq", "epoch", "ts", "type", "lane", "data"}
+    assert event["seq"] == published.seq == 1
+    assert event["epoch"] == published.epoch
+    assert event["type"] == "pinned"
+    assert event["lane"] == "critical"
+    assert event["data"] == data
+    assert isinstance(event["ts"], int) and now_ms - 1000 <= event["ts"] <= now_ms + 1000
+    for event_type, lane in [("stock", "state"), ("viewers", "state"), ("purchase", "lossy")]:
+        assert LANES[event_type].value == lane
+        published = await room_log.publish("r1", event_type, {})
+        assert json.loads(published.event)["lane"] == lane
+
+
+async def test_unknown_types_and_non_json_data_are_refused_and_nothing_is_logged(
+    room_log: RoomLog,
+) -> None:
+    with pytest.raises(ValueError, match="unknown room event type"):
+        await room_log.publish("r1", "nonsense", {})
+    with pytest.raises(ValueError):
+        await room_log.publish("r1", "stock", {"left": float("nan")})  # not JSON
+    assert await room_log.position("r1") == ("", 0)
+
+
+async def test_read_since_replays_exactly_the_missed_events_in_order(room_log: RoomLog) -> None:
+    events = await publish_many(room_log, "r1", 10)
+    epoch, last = await room_log.position("r1")
+    replay = await room_log.read_since("r1", epoch, 4, limit=100)
+    assert not replay.gap
+    assert replay.events == events[4:]
+    assert [json.loads(e)["seq"] for e in replay.events] == [5, 6, 7, 8, 9, 10]
+    assert (replay.epoch, replay.seq) == (epoch, last)
+    # Exactly at the limit is still a replay.
+    assert (await room_log.read_since("r1", epoch, 0, limit=10)).events == events
+    # Up to date: nothing to replay, no gap.
+    current = await room_log.read_since("r1", epoch, 10, limit=100)
+    assert (current.events, current.gap, current.seq) == ([], False, 10)
+
+
+async def test_a_reader_of_an_empty_log_is_up_to_date(room_log: RoomLog) -> None:
+    replay = await room_log.read_since("r1", "", 0, limit=10)
+    assert (replay.events, replay.gap, replay.epoch, replay.seq) == ([], False, "", 0)
+
+
+@pytest.mark.parametrize(
+    ("case", "since", "limit"),
+    [
+        ("wrong_epoch", 5, 100),
+        ("since_after_last", 11, 100),
+        ("negative_since", -1, 100),
+        ("too_far_behind", 4, 5),
+    ],
+)
+async def test_read_since_reports_a_gap(
+    room_log: RoomLog, case: str, since: int, limit: int
+) -> None:
+    await publish_many(room_log, "r1", 10)
+    epoch, _ = await room_log.position("r1")
+    asked_epoch = "1" + epoch if case == "wrong_epoch" else epoch
+    replay = await room_log.read_since("r1", asked_epoch, since, limit)
+    assert replay.gap
+    assert replay.events == []
+    assert (replay.epoch, replay.seq) == (epoch, 10)  # where a snapshot puts the reader
+
+
+async def test_a_trimmed_log_reports_a_gap(room_log: RoomLog, redis: aioredis.Redis) -> None:
+    await publish_many(room_log, "r1", 10)
+    epoch, _ = await room_log.position("r1")
+    await redis.xtrim(room_log.keys("r1").log, minid="6-0", approximate=False)  # 1-5 gone
+    assert (await room_log.read_since("r1", epoch, 3, limit=100)).gap
+    assert (await room_log.read_since("r1", epoch, 4, limit=100)).gap
+    still = await room_log.read_since("r1", epoch, 5, limit=100)
+    assert not still.gap
+    assert [json.loads(e)["seq"] for e in still.events] == [6, 7, 8, 9, 10]
+
+
+async def delete_room_keys(redis: aioredis.Redis, namespace: str, room: str) -> int:
+    """Simulate Redis losing a room's data: only this test's namespace is touched."""
+    pattern = f"{namespace}{{room:{room}}}:*"
+    assert pattern.startswith(namespace) and namespace
+    keys = [key async for key in redis.scan_iter(match=pattern, count=1000)]
+    return int(await redis.delete(*keys)) if keys else 0
+
+
+async def test_losing_the_room_keys_starts_a_new_epoch(
+    room_log: RoomLog, redis: aioredis.Redis, namespace: str
+) -> None:
+    await publish_many(room_log, "r1", 3)
+    await publish_many(room_log, "r2", 2)
+    old_epoch, _ = await room_log.position("r1")
+    assert await delete_room_keys(redis, namespace, "r1") >= 3
+    await asyncio.sleep(0.002)  # epochs are in microseconds; make sure the clock moved
+    first = await room_log.publish("r1", "host_message", {"text": "again"})
+    assert first.seq == 1
+    assert first.epoch != old_epoch
+    replay = await room_log.read_since("r1", old_epoch, 3, limit=100)
+    assert replay.gap and (replay.epoch, replay.seq) == (first.epoch, 1)
+    assert await logged(redis, room_log.keys("r1")) == [first.event]
+    # The other room was not touched.
+    assert (await room_log.position("r2"))[1] == 2
+
+
+async def test_losing_only_the_counter_starts_a_new_epoch(
+    room_log: RoomLog, redis: aioredis.Redis
+) -> None:
+    await publish_many(room_log, "r1", 3)
+    old_epoch, _ = await room_log.position("r1")
+    await redis.delete(room_log.keys("r1").seq)
+    await asyncio.sleep(0.002)
+    published = await room_log.publish("r1", "host_message", {"text": "after loss"})
+    assert (published.seq, published.epoch != old_epoch) == (1, True)
+    assert await logged(redis, room_log.keys("r1")) == [published.event]
+
+
+async def test_subscribers_receive_the_same_bytes_as_logged(
+    room_log: RoomLog, redis_url: str, redis: aioredis.Redis
+) -> None:
+    subscriber = aioredis.Redis.from_url(redis_url)
+    pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(room_log.keys("r1").channel)
+        published = [await room_log.publish("r1", "comment", {"text": f"c{i}"}) for i in range(3)]
+        received: list[bytes] = []
+        async with asyncio.timeout(5):
+            while len(received) < 3:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    received.append(message["data"])
+        assert received == [p.event for p in published]
+        assert received == await logged(redis, room_log.keys("r1"))
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await subscriber.aclose()
+
+
+async def test_a_replayed_publish_returns_the_first_answer(
+    room_log: RoomLog, redis_url: str, redis: aioredis.Redis
+) -> None:
+    subscriber = aioredis.Redis.from_url(redis_url)
+    pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(room_log.keys("r1").channel)
+        first = await room_log.publish("r1", "pinned", {"p": 1}, event_id="evt-1")
+        again = await room_log.publish("r1", "pinned", {"p": 1}, event_id="evt-1")
+        assert again == first
+        other = await room_log.publish("r1", "pinned", {"p": 2}, event_id="evt-2")
+        assert other.seq == first.seq + 1
+        assert await logged(redis, room_log.keys("r1")) == [first.event, other.event]
+        received: list[bytes] = []
+        async with asyncio.timeout(5):
+            while len(received) < 2:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    received.append(message["data"])
+        assert received == [first.event, other.event]
+        assert await pubsub.get_message(timeout=0.1) is None
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await subscriber.aclose()
+
+
+async def test_state_changes_and_recent_comments_travel_with_the_event(
+    room_log: RoomLog,
+) -> None:
+    await room_log.publish(
+        "r1", "pinned", {}, state_op="set", state_field="pinned", state_value='{"id":1}'
+    )
+    for i in range(RECENT_COMMENTS + 5):
+        await room_log.publish("r1", "comment", {"id": str(i)})
+    state = await room_log.state("r1")
+    assert state.state["pinned"] == '{"id":1}'
+    assert state.seq == RECENT_COMMENTS + 6
+    ids = [c["data"]["id"] for c in state.recent_comments]
+    assert ids == [str(i) for i in range(5, RECENT_COMMENTS + 5)]  # the last ones, oldest first
+    assert await room_log.recent_comments("r1") == state.recent_comments
+    await room_log.publish("r1", "unpinned", {}, state_op="del", state_field="pinned")
+    assert "pinned" not in (await room_log.state("r1")).state

@@ -226,19 +226,19 @@ class SaleService:
         if not 0 < len(payment_ref) <= 200:
             raise invalid("payment_ref must be 1-200 characters")
         sale, hold = await self._hold_of(reservation_id, claims)
-        existing = await self._existing_order(reservation_id)
-        if existing is not None:
-            return existing
-        assert hold is not None
+        if hold is None or hold.state is HoldState.CONFIRMED:
+            return await self._existing_order(reservation_id)  # a retry after the answer was lost
         begun = await self.lock.begin_confirm(reservation_id)
         if not begun.ok:
             state = begun.hold.state if begun.hold else None
+            if state is HoldState.CONFIRMED:
+                return await self._existing_order(reservation_id)
             if begun.reason is TransitionReason.EXPIRED or state in (
                 HoldState.EXPIRED,
                 HoldState.RELEASED,
             ):
                 raise ApiError(409, "expired", "the hold has expired or was cancelled")
-            if state is not HoldState.CONFIRMING and state is not HoldState.CONFIRMED:
+            if state is not HoldState.CONFIRMING:  # confirming: a retry, the write is idempotent
                 raise ApiError(409, "conflict", f"the hold cannot be confirmed ({begun.reason})")
         request = OrderRequest(
             reservation_id, sale.id, claims.sub, hold.qty, sale.price_cents, payment_ref
@@ -256,13 +256,13 @@ class SaleService:
         await self._purchased(sale, claims)
         return result.view()
 
-    async def _existing_order(self, reservation_id: str) -> dict[str, Any] | None:
+    async def _existing_order(self, reservation_id: str) -> dict[str, Any]:
         try:
             order = await self.store.order(reservation_id)
         except Exception:
             raise unavailable("orders are unavailable for a moment; retry the confirm") from None
         if order is None:
-            return None
+            raise ApiError(409, "conflict", "the hold is confirmed but its order is not found")
         await self.lock.finish_confirm(reservation_id)  # a replay after a lost reply: no-op
         return order.view()
 

@@ -5,6 +5,7 @@
 Rows, each for the same number of concurrent clients, unpipelined (one call per client at a
 time) and pipelined (a batch of calls per round trip):
 - `reserve`: InventoryLock.reserve / reserve_many on one pool that never sells out;
+- `sold out`: the same on a pool with nothing left, where most of a real burst lands;
 - `raw evalsha`: a trivial script (`return 1`) on the same server, the Redis ceiling;
 - `postgres`: `UPDATE ... SET stock = stock - n WHERE stock >= n` on one row (asyncpg pool),
   n = 1 unpipelined and n = batch when batched (group commit).
@@ -84,16 +85,23 @@ async def redis_rows(args: argparse.Namespace, prefix: str) -> list[Row]:
     lock = InventoryLock(client, prefix=prefix)
     pool, batch = "bench", int(args.batch)
     await lock.load(pool, MAX_COUNT, MAX_COUNT, 600)
+    await lock.load("soldout", 0, 1, 600)
     trivial = client.register_script("return 1")
     key = f"{prefix}{{sale:{pool}}}:trivial"
 
-    async def reserve(c: int, seq: int) -> int:
-        await lock.reserve(pool, f"c{c}", 1, f"{seq}")
-        return 1
+    def reserve(target: str) -> Call:
+        async def one(c: int, seq: int) -> int:
+            await lock.reserve(target, f"c{c}", 1, f"{seq}")
+            return 1
 
-    async def reserve_many(c: int, seq: int) -> int:
-        requests = [ReserveRequest(pool, f"c{c}", 1, f"{seq}.{i}") for i in range(batch)]
-        return len(await lock.reserve_many(requests))
+        return one
+
+    def reserve_many(target: str) -> Call:
+        async def many(c: int, seq: int) -> int:
+            requests = [ReserveRequest(target, f"c{c}", 1, f"{seq}.{i}") for i in range(batch)]
+            return len(await lock.reserve_many(requests))
+
+        return many
 
     async def raw(c: int, seq: int) -> int:
         await trivial(keys=[key])
@@ -118,16 +126,20 @@ async def redis_rows(args: argparse.Namespace, prefix: str) -> list[Row]:
 
     try:
         rows = [
-            await timed("unpipelined", "reserve", reserve),
+            await timed("unpipelined", "reserve", reserve(pool)),
+            await timed("unpipelined", "sold out", reserve("soldout")),
             await timed("unpipelined", "raw evalsha", raw),
-            await timed("pipelined", "reserve", reserve_many),
+            await timed("pipelined", "reserve", reserve_many(pool)),
+            await timed("pipelined", "sold out", reserve_many("soldout")),
             await timed("pipelined", "raw evalsha", raw_many),
         ]
-        report = await lock.check(pool)
-        assert report is not None and report.ok, report
+        for checked in (pool, "soldout"):
+            report = await lock.check(checked)
+            assert report is not None and report.ok, report
         return rows
     finally:
-        await lock.drop(pool)
+        for dropped in (pool, "soldout"):
+            await lock.drop(dropped)
         await client.aclose()
 
 
@@ -174,11 +186,11 @@ def report(args: argparse.Namespace, rows: list[Row]) -> None:
         )
     print()
     for mode in ("unpipelined", "pipelined"):
-        reserve = by[(mode, "reserve")].rate
-        for peer in ("raw evalsha", "postgres"):
-            if (mode, peer) in by and by[(mode, peer)].rate:
-                ratio = reserve / by[(mode, peer)].rate
-                print(f"{mode:<12} reserve / {peer:<12} = {ratio:6.2f}x")
+        for ours in ("reserve", "sold out"):
+            for peer in ("raw evalsha", "postgres"):
+                if (mode, peer) in by and by[(mode, peer)].rate:
+                    ratio = by[(mode, ours)].rate / by[(mode, peer)].rate
+                    print(f"{mode:<12} {ours:>8} / {peer:<12} = {ratio:6.2f}x")
 
 
 async def main(args: argparse.Namespace) -> None:

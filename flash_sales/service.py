@@ -353,7 +353,8 @@ class SaleService:
     async def recover_confirms(self) -> None:
         """Finish or roll back confirms interrupted between Redis and PostgreSQL, by asking
         PostgreSQL whether the order exists."""
-        now_ms = int(time.time() * 1000)
+        seconds, micros = await self.log.client.time()  # the clock the holds were stamped with
+        now_ms = seconds * 1000 + micros // 1000
         for pool in await self.lock.pools():
             for hold in await self.lock.confirming_holds(pool):
                 if now_ms - hold.updated_at_ms < self.stuck_confirm_ms:

@@ -47,6 +47,7 @@ class Frame:
     first_seq: int = 0
     events: tuple[tuple[int, bytes], ...] = ()
     skipped: int = 0
+    lossy: int = 0  # lossy events in `full`, left out of `reduced`
 
     def after(self, seq: int) -> Frame:
         """This frame without the events up to `seq` (built for one connection, once)."""
@@ -61,6 +62,7 @@ class Connection:
         self.user: str | None = None
         self.close_code: int | None = None
         self.on_closed: Callable[[], None] | None = None  # called once the close is done
+        self.on_stale: Callable[[Connection], None] | None = None  # needs a new snapshot
         self._queue: deque[str] = deque()
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()  # set while nothing is queued
@@ -76,6 +78,10 @@ class Connection:
     @property
     def is_synced(self) -> bool:
         return self._synced_seq is not None
+
+    @property
+    def synced_epoch(self) -> str | None:
+        return self._epoch
 
     @property
     def queued(self) -> int:
@@ -105,7 +111,12 @@ class Connection:
         if frame.epoch and self._epoch and frame.epoch != self._epoch:
             # Synced to another epoch than the room's frames (it joined while the log was
             # replaced): its state cannot be patched, so it starts over with a snapshot.
-            self.close(CloseCode.SERVICE_RESTART, "the room's log changed: reconnect")
+            self.resync()
+            self._held.append(frame)
+            if self.on_stale is not None:
+                self.on_stale(self)
+            else:
+                self.close(CloseCode.SERVICE_RESTART, "the room's log changed: reconnect")
             return
         if frame.last_seq and frame.last_seq <= self._synced_seq:
             return
@@ -124,6 +135,7 @@ class Connection:
             self._over_since = None
         if depth >= bp.high_water and frame.reduced is not None:
             metrics.DEGRADED_FRAMES.inc()
+            metrics.LOSSY_WITHHELD.inc(frame.lossy)
             if frame.reduced:
                 self.send(frame.reduced)
             return
@@ -136,7 +148,8 @@ class Connection:
         self._synced_seq = seq
         held, self._held = self._held, []
         for frame in held:
-            self.offer(frame)
+            if not (frame.epoch and epoch and frame.epoch != epoch):  # else from an older log
+                self.offer(frame)
 
     def resync(self) -> None:
         """A new snapshot is coming (the room's log changed): hold frames until `synced`."""

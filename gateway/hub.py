@@ -183,12 +183,16 @@ class RoomHub:
         self._state.clear()
         self._lossy.clear()
         self._lossy_skipped = 0
-        waiting = [c for c in self.connections if c.is_synced and not c.closed]
-        for connection in waiting:
+        self.resync([c for c in self.connections if c.is_synced and not c.closed])
+
+    def resync(self, connections: list[Connection]) -> None:
+        """Send these viewers a fresh snapshot; their frames are held until it is queued."""
+        for connection in connections:
             connection.resync()
+        waiting = list(connections)
         if self._snapshot_task is not None and not self._snapshot_task.done():
-            waiting.extend(self._resyncing)  # the snapshot under way is abandoned
-            self._snapshot_task.cancel()
+            waiting.extend(c for c in self._resyncing if c not in connections)
+            self._snapshot_task.cancel()  # read again: it must be read after this point
         self._resyncing = waiting
         self._snapshot_task = asyncio.create_task(
             self._resnapshot(waiting), name=f"hub-snapshot-{self.room}"
@@ -246,7 +250,9 @@ class RoomHub:
         last_seq = everything[-1].seq if everything else self.seq
         first_seq = everything[0].seq if everything else 0
         events = tuple((e.seq, e.raw) for e in everything)
-        frame = Frame(full, reduced, last_seq, self.epoch, first_seq, events, skipped)
+        frame = Frame(
+            full, reduced, last_seq, self.epoch, first_seq, events, skipped, len(self._lossy)
+        )
         self._critical, self._state, self._lossy, self._lossy_skipped = [], {}, [], 0
         for connection in list(self.connections):
             connection.offer(frame)

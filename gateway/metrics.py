@@ -12,6 +12,10 @@ EVENTS_RECEIVED = Counter("live_gateway_events_received_total", "Room events rec
 LOSSY_DROPPED = Counter(
     "live_gateway_lossy_dropped_total", "Lossy events left out of a tick by the per-tick cap"
 )
+LOSSY_WITHHELD = Counter(
+    "live_gateway_lossy_withheld_total",
+    "Lossy events left out of the frames of viewers above the high-water mark",
+)
 DEGRADED_FRAMES = Counter(
     "live_gateway_degraded_frames_total", "Frames sent without lossy events to a slow viewer"
 )

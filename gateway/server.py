@@ -98,7 +98,9 @@ class Gateway:
         for hub in list(self.hubs.values()):
             hub.flush()
             for connection in list(hub.connections):
-                connection.close(CloseCode.SERVICE_RESTART, "server restarting: reconnect")
+                connection.close(
+                    CloseCode.SERVICE_RESTART, "server restarting: reconnect", drain=True
+                )
         await asyncio.sleep(0.1)
         for task in self._background:
             task.cancel()
@@ -133,6 +135,7 @@ class Gateway:
                 # subscription takes effect shows up as a gap (next event, or the catch-up loop).
                 await self.subscriber.subscribe(channel)
             hub.connections.add(connection)
+            connection.on_stale = lambda stale: hub.resync([stale])
             metrics.CONNECTIONS.inc()
             return hub
 
@@ -235,15 +238,15 @@ class Gateway:
         try:
             async with asyncio.timeout(None) as reading:
                 connection.on_closed = lambda: _cut(reading)
-                await self._sync(websocket, room, connection, claims)
+                await self._sync(websocket, hub, connection, claims)
                 gone = await self._serve(websocket, room, connection, claims)
         except WebSocketDisconnect:
             gone = True
-        except TimeoutError:
-            pass  # closed by the server, and the close is done (or given up)
         except Exception as exc:
-            log.warning("room %s: connection failed: %s", room, exc)
-            connection.close(CloseCode.TRY_AGAIN_LATER, "room unavailable: retry")
+            if not (isinstance(exc, TimeoutError) and reading.expired()):
+                log.warning("room %s: connection failed: %s", room, exc)
+                connection.close(CloseCode.TRY_AGAIN_LATER, "room unavailable: retry")
+            # else: closed by the server, and the close is done (or given up)
         finally:
             connection.on_closed = None
             await self._leave(hub, connection)
@@ -278,14 +281,21 @@ class Gateway:
         return claims
 
     async def _sync(
-        self, websocket: WebSocket, room: str, connection: Connection, claims: Claims | None
+        self, websocket: WebSocket, hub: RoomHub, connection: Connection, claims: Claims | None
     ) -> None:
         """Resume from `since`/`epoch` when the log still holds what was missed, else send a
         snapshot. Frames that arrive meanwhile are held by the connection and released after."""
+        await self._sync_once(websocket, hub.room, connection, claims)
+        if hub.epoch and connection.synced_epoch != hub.epoch:
+            hub.resync([connection])  # the log changed while this viewer was being synced
+
+    async def _sync_once(
+        self, websocket: WebSocket, room: str, connection: Connection, claims: Claims | None
+    ) -> None:
         params = websocket.query_params
         since, epoch = params.get("since"), params.get("epoch")
         user = claims.sub if claims else None
-        if since is not None and epoch and since.isdigit() and len(since) < 19:
+        if since is not None and epoch and since.isascii() and since.isdigit() and len(since) < 19:
             replay = await self.log.read_since(room, epoch, int(since), self.config.replay_limit)
             if not replay.gap:
                 connection.send(welcome_frame(True, replay.epoch, replay.seq, user))

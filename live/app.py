@@ -23,6 +23,7 @@ from flash_sales.orders import OrderWriter
 from flash_sales.routes import SaleRoutes
 from flash_sales.service import SaleService
 from flash_sales.store import SaleStore
+from gateway.connection import Backpressure
 from gateway.server import Gateway, GatewayConfig
 from inventory_lock import InventoryLock
 from live import db, pages
@@ -127,7 +128,17 @@ def create_app(settings: Settings) -> Starlette:
                 OrderWriter(pg, timeout_s=settings.io_timeout_s),
             )
             gateway = Gateway(
-                GatewayConfig(tick_s=settings.tick_ms / 1000, allowed_origins=settings.origins),
+                GatewayConfig(
+                    tick_s=settings.tick_ms / 1000,
+                    lossy_per_tick=settings.lossy_per_tick,
+                    backpressure=Backpressure(
+                        high_water=settings.queue_high_water,
+                        hard_limit=settings.queue_hard_limit,
+                        grace_s=settings.slow_grace_s,
+                    ),
+                    allowed_origins=settings.origins,
+                    allow_anonymous=settings.allow_anonymous,
+                ),
                 room_service,
                 log,
                 presence,

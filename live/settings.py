@@ -29,6 +29,10 @@ class Settings:
     data_dir: Path = Path(".live")
     jwt_secret: str = ""  # required in production; generated and kept in data_dir otherwise
     tick_ms: int = 50
+    lossy_per_tick: int = 20  # comments and purchases per room per tick; the rest are counted
+    queue_high_water: int = 32  # frames queued for a viewer before lossy events are left out
+    queue_hard_limit: int = 256  # frames queued before the slow-consumer grace period starts
+    slow_grace_s: float = 5.0  # seconds past the hard limit before the viewer is closed (4429)
     allow_anonymous: bool = True
     allowed_origins: str = ""  # comma-separated WebSocket origins; empty: any
     max_message_bytes: int = 4096
@@ -76,7 +80,19 @@ class Settings:
             raise SettingsError(
                 f"LIVE_DATABASE_SCHEMA must be an identifier: {self.database_schema!r}"
             )
-        for name in ("max_message_bytes", "comment_max_chars", "comments_per_10s", "db_pool_size"):
+        if not 0 < self.queue_high_water < self.queue_hard_limit:
+            raise SettingsError(
+                "LIVE_QUEUE_HIGH_WATER must be positive and below LIVE_QUEUE_HARD_LIMIT"
+            )
+        if self.slow_grace_s <= 0:
+            raise SettingsError("LIVE_SLOW_GRACE_S must be positive")
+        for name in (
+            "max_message_bytes",
+            "comment_max_chars",
+            "comments_per_10s",
+            "db_pool_size",
+            "lossy_per_tick",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"LIVE_{name.upper()} must be positive")
         if self.io_timeout_s <= 0:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 ENV_PREFIX = "LIVE_LOADTEST_"
+TIMELINE = "timeline.jsonl"  # in `out`: one row a second from the master
+SUMMARY = "summary.json"  # in `out`: the master's summary at the end
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Params:
     think_max: float = 2.0
     sale_at: float = 5.0  # seconds after the test starts
     sale_epoch_ms: int = 0  # set by the master at test start: when the host starts the sale
+    buy_until_epoch_ms: int = 0  # set by the master: buyers start nothing later (0: no end)
     host_every: float = 3.0
     comment_every: float = 0.0  # seconds between one viewer's comments; 0: viewers stay quiet
     buyers: int = 0  # fixed number of Buyer users; 0: by weight (1 buyer per 4 viewers)
@@ -65,6 +68,7 @@ _HELP = {
     "think_max": "longest think time between hold and confirm, seconds",
     "sale_at": "seconds after test start at which the host starts the sale",
     "sale_epoch_ms": "internal: the moment of the sale start, set by the master",
+    "buy_until_epoch_ms": "internal: buyers start no reservation or confirm after this",
     "host_every": "seconds between the host's messages and pins",
     "comment_every": "seconds between one viewer's comments (0: no comments)",
     "buyers": "number of Buyer users (0: by weight)",
@@ -83,7 +87,7 @@ def add_arguments(parser: Any) -> None:
         extra: dict[str, Any] = {}
         if field.name == "jwt_secret":
             extra["is_secret"] = True
-        if field.name == "sale_epoch_ms":
+        if field.name.endswith("_epoch_ms"):
             extra["include_in_web_ui"] = False
         parser.add_argument(
             option,

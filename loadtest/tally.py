@@ -6,9 +6,13 @@ report (`drain`), the master `merge`s it into its totals. The histogram rounds l
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
+
+# Counts also kept per wall-clock second, for the time series of the report.
+SERIES = {"reserve": "reserve", "reserve_hold": "holds", "confirm_ok": "orders", "events": "events"}
 
 
 def bucket(ms: float) -> int:
@@ -39,12 +43,23 @@ class Tally:
         self.counts: Counter[str] = Counter()
         self.lag: Counter[int] = Counter()
         self.highs: dict[str, int] = {}
+        self.seconds: dict[int, Counter[str]] = {}
+        self.second_lag: dict[int, Counter[int]] = {}
+        # Set when the test is stopping: lag measured while the load generator tears down its
+        # users says nothing about the service.
+        self.measuring = True
 
     def add(self, name: str, n: int = 1) -> None:
         self.counts[name] += n
+        if name in SERIES:
+            self.seconds.setdefault(int(time.time()), Counter())[name] += n
 
     def lag_ms(self, ms: float) -> None:
-        self.lag[bucket(ms)] += 1
+        if not self.measuring:
+            return
+        value = bucket(ms)
+        self.lag[value] += 1
+        self.second_lag.setdefault(int(time.time()), Counter())[value] += 1
 
     def high(self, name: str, value: int) -> None:
         """Keep the largest value seen (e.g. the most items one buyer ever owned)."""
@@ -56,6 +71,8 @@ class Tally:
             "counts": dict(self.counts),
             "lag": [[k, v] for k, v in self.lag.items()],
             "highs": dict(self.highs),
+            "seconds": [[t, dict(c)] for t, c in self.seconds.items()],
+            "second_lag": [[t, [[k, v] for k, v in c.items()]] for t, c in self.second_lag.items()],
         }
 
     def drain(self) -> dict[str, Any]:
@@ -64,6 +81,8 @@ class Tally:
         self.counts.clear()
         self.lag.clear()
         self.highs.clear()
+        self.seconds.clear()
+        self.second_lag.clear()
         return data
 
     def merge(self, data: Mapping[str, Any]) -> None:
@@ -71,6 +90,27 @@ class Tally:
         self.lag.update({int(k): int(v) for k, v in data.get("lag", [])})
         for name, value in data.get("highs", {}).items():
             self.high(str(name), int(value))
+        for t, counts in data.get("seconds", []):
+            self.seconds.setdefault(int(t), Counter()).update(
+                {str(k): int(v) for k, v in counts.items()}
+            )
+        for t, pairs in data.get("second_lag", []):
+            self.second_lag.setdefault(int(t), Counter()).update({int(k): int(v) for k, v in pairs})
 
     def lag_percentile(self, q: float) -> float | None:
         return percentile(self.lag, q)
+
+    def series(self) -> list[dict[str, Any]]:
+        """One row per second: what happened in it (by the users' clocks) and its lag."""
+        rows = []
+        for t in sorted(set(self.seconds) | set(self.second_lag)):
+            counts = self.seconds.get(t, Counter())
+            lag = self.second_lag.get(t, Counter())
+            row: dict[str, Any] = {
+                "t": t,
+                **{key: counts.get(name, 0) for name, key in SERIES.items()},
+            }
+            row["lag_p50"] = percentile(lag, 0.5)
+            row["lag_p99"] = percentile(lag, 0.99)
+            rows.append(row)
+        return rows

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -35,18 +37,23 @@ class ServerUrls:
 
 
 @pytest.fixture(scope="session")
-def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerUrls]:
+def server_urls() -> Iterator[ServerUrls]:
     redis_url = os.environ.get("LIVE_TEST_REDIS_URL", "")
     database_url = os.environ.get("LIVE_TEST_DATABASE_URL", "")
     if redis_url and database_url:
         yield ServerUrls(redis_url, database_url)
         return
-    data_dir = tmp_path_factory.mktemp("embedded")
-    with EmbeddedServers(data_dir, redis=not redis_url, postgres=not database_url) as servers:
-        yield ServerUrls(
-            redis_url or (servers.redis.url if servers.redis else ""),
-            database_url or (servers.postgres.url if servers.postgres else ""),
-        )
+    # Outside pytest's own temp root, which a concurrent pytest run may make unreadable to the
+    # PostgreSQL system user (or remove).
+    data_dir = Path(tempfile.mkdtemp(prefix="live-test-servers-"))
+    try:
+        with EmbeddedServers(data_dir, redis=not redis_url, postgres=not database_url) as servers:
+            yield ServerUrls(
+                redis_url or (servers.redis.url if servers.redis else ""),
+                database_url or (servers.postgres.url if servers.postgres else ""),
+            )
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

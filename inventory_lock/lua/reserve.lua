@@ -22,6 +22,9 @@ end
 if m[4] == '1' then
   return {'rejected', 'closed'}
 end
+if remaining == 0 then -- most of a burst ends here: nothing left, whatever the buyer holds
+  return {'rejected', 'sold_out'}
+end
 if tonumber(redis.call('HGET', BUYERS, buyer) or '0') + qty > tonumber(m[5]) then
   return {'rejected', 'limit'}
 end

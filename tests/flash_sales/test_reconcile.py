@@ -8,9 +8,9 @@ import sys
 
 import asyncpg
 import httpx
+from test_sales import confirm, open_sale, reserve
 
 from live.settings import Settings
-from test_sales import confirm, open_sale, reserve
 
 
 def run_reconcile(settings: Settings, *sale_ids: int) -> subprocess.CompletedProcess[str]:

@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-
 from conftest import Served, serve_app
+
 from flash_sales.model import OrderRequest
 from live.embedded import EmbeddedPostgres
 from live.settings import Settings
@@ -200,10 +200,10 @@ async def test_redis_losing_the_sale_rebuilds_from_postgres(
     lock = served.services.sales.lock
     redis = served.services.redis
     await redis.delete(*lock.keys(str(sale["id"])).all)  # this test's namespace only
-    results = [await reserve(client, settings, sale["id"], f"c{n}") for n in range(5)]
-    assert [r.status_code for r in results].count(201) == 2
     repeat = await reserve(client, settings, sale["id"], "b0", key="second-try")
     assert repeat.json()["error"] == "limit"  # b0's confirmed item survived the rebuild
+    results = [await reserve(client, settings, sale["id"], f"c{n}") for n in range(5)]
+    assert [r.status_code for r in results].count(201) == 2
     for n, result in enumerate(results):
         if result.status_code == 201:
             assert (
@@ -324,7 +324,7 @@ async def test_buying_over_the_websocket(
 
     from websockets.asyncio.client import connect
 
-    sale = await open_sale(client, settings, stock=1)
+    sale = await open_sale(client, settings, stock=2)
     url = server.replace("http", "ws") + f"/ws/rooms/{ROOM}?token={token(settings, 'ann')}"
     async with connect(url) as ws:
 
@@ -372,5 +372,6 @@ async def test_buying_over_the_websocket(
         )
         again = await reply("3")
         assert again["error"] == "limit"  # one per buyer, confirmed items included
-    late = await reserve(client, settings, sale["id"], "bob")
+    assert (await reserve(client, settings, sale["id"], "bob")).status_code == 201
+    late = await reserve(client, settings, sale["id"], "carol")
     assert late.json()["error"] == "sold_out"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import socket
@@ -209,6 +210,35 @@ def parse_frame(text: str) -> dict[str, Any]:
     return frame
 
 
+@dataclass(frozen=True)
+class _Summary:
+    first: int
+    last: int
+    epoch: str
+    ordered: bool  # seqs strictly increasing and one epoch
+    lossy: int
+    critical: list[tuple[int, int]]  # (seq, ts)
+
+
+def _summary(frame: dict[str, Any]) -> _Summary:
+    """What every viewer checks in an events frame, computed once per distinct frame."""
+    summary: _Summary | None = frame.get("_summary")
+    if summary is None:
+        events = frame["events"]
+        seqs = [e["seq"] for e in events]
+        summary = _Summary(
+            first=seqs[0],
+            last=seqs[-1],
+            epoch=events[0]["epoch"],
+            ordered=all(a < b for a, b in itertools.pairwise(seqs))
+            and all(e["epoch"] == events[0]["epoch"] for e in events),
+            lossy=sum(1 for e in events if e["lane"] == "lossy"),
+            critical=[(e["seq"], e["ts"]) for e in events if e["lane"] == "critical"],
+        )
+        frame["_summary"] = summary
+    return summary
+
+
 def ws_url(base: str, room: str, **params: str | int) -> str:
     query = f"?{urlencode(params)}" if params else ""
     return f"{base.replace('http://', 'ws://', 1)}/ws/rooms/{room}{query}"
@@ -245,6 +275,7 @@ class Viewer:
         self._reading = asyncio.Event()
         self._reading.set()
         self.keep_events = True
+        self.unrecorded = frozenset({"viewers"})  # applied, not kept: presence counts come any time
 
     @classmethod
     async def open(
@@ -315,6 +346,25 @@ class Viewer:
     def _events(self, frame: dict[str, Any]) -> None:
         events = frame["events"]
         self.skipped += frame["skipped"]
+        if not events:
+            return
+        summary = _summary(frame)
+        if (
+            not self.keep_events
+            and summary.ordered
+            and summary.epoch == self.epoch
+            and summary.first > max(self.seq, self._last_in_frames)
+        ):
+            # The common case, checked once per distinct frame: in order, all new.
+            now = time.time()
+            self._last_in_frames = self.seq = summary.last
+            self.lossy += summary.lossy
+            if self.lossy_cap is not None and summary.lossy > self.lossy_cap:
+                self.over_cap += 1
+            for seq, ts in summary.critical:
+                self.arrivals[seq] = now
+                self.lags_ms.append(now * 1000 - ts)
+            return
         lossy = 0
         now = time.time()
         for event in events:
@@ -334,7 +384,7 @@ class Viewer:
                 self.stale += 1
                 continue
             self.seq = seq
-            if self.keep_events:
+            if self.keep_events and event["type"] not in self.unrecorded:
                 self.applied.append(event)
             if event["lane"] == "critical":
                 self.arrivals[seq] = now

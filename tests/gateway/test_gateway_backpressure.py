@@ -96,7 +96,7 @@ async def test_slow_viewer_is_cut_off_without_slowing_others_and_resumes(
             f"others meanwhile {worst_lag:.0f} ms (tick {settings.tick_ms} ms)"
         )
         assert cut_after >= BACKPRESSURE.grace_s
-        assert worst_lag < 1000  # a few ticks, with room for a loaded machine
+        assert worst_lag < 25 * settings.tick_ms  # a few ticks, with room for a loaded machine
         for viewer in others:
             assert [e["seq"] for e in viewer.critical() if e["type"] == "host_message"] == critical
             assert viewer.over_cap == 0 and viewer.disorder == 0 and viewer.stale == 0

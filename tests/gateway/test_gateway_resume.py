@@ -3,6 +3,7 @@ snapshot when the log cannot tell (other epoch, too far behind, garbage)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import redis.asyncio as aioredis
@@ -38,14 +39,10 @@ async def test_resume_replays_only_what_was_missed(
         back = await Viewer.open(
             ws_url(served.url, room.id, since=since, epoch=epoch), resume=(epoch, since)
         )
-        await back.wait_for(lambda: back.seq == missed[-1])
-        assert back.welcome == {
-            "type": "welcome",
-            "resumed": True,
-            "epoch": epoch,
-            "seq": missed[-1],
-            "user": None,
-        }
+        await back.wait_for(lambda: back.seq >= missed[-1])
+        assert back.welcome is not None
+        assert back.welcome["resumed"] is True and back.welcome["epoch"] == epoch
+        assert back.welcome["seq"] >= missed[-1] and back.welcome["user"] is None
         assert back.snapshots == 0
         assert [e["seq"] for e in back.applied] == missed
         assert back.applied_types() == ["pinned", "host_message", "comment", "pinned"]
@@ -54,7 +51,7 @@ async def test_resume_replays_only_what_was_missed(
 
         # Live events keep flowing after the replay, each once.
         live = (await room.pin(room.products[0]))["seq"]
-        await back.wait_for(lambda: back.seq == live)
+        await back.wait_for(lambda: back.seq >= live)
         assert [e["seq"] for e in back.applied] == [*missed, live]
         await back.close()
 
@@ -86,16 +83,17 @@ async def test_resume_with_another_epoch_or_garbage_gets_a_snapshot(settings: Se
             {"epoch": epoch},
             {"since": 1, "epoch": "x" * 3000},
             {"since": "", "epoch": "%00"},
+            {"since": "\u00b2", "epoch": epoch},  # a digit to isdigit(), not to int()
+            {"since": "\u0661", "epoch": epoch},  # an Arabic-Indic one
         ):
             viewer = await Viewer.open(ws_url(served.url, room.id, **params))
             await viewer.wait_for(lambda v=viewer: v.snapshots == 1)  # type: ignore[misc]
             assert viewer.welcome is not None, params
             assert viewer.welcome["resumed"] is False, params
-            assert (viewer.epoch, viewer.seq) == (epoch, seq), params
+            assert viewer.epoch == epoch and viewer.snapshot_seq >= seq, params
             await viewer.send({"type": "ping", "ref": "up"})
             assert (await viewer.reply("up"))["type"] == "reply"  # the connection stays up
-            snapshot_pin = viewer.applied == []
-            assert snapshot_pin, params
+            assert viewer.applied == [], params  # the pin came in the snapshot, not replayed
             await viewer.close()
 
 
@@ -108,18 +106,23 @@ async def test_resume_too_far_behind_gets_a_snapshot(
         epoch, since = first.epoch, first.seq
         await first.close()
         log = RoomLog(redis, settings.redis_prefix)
+        messages = []
         for n in range(11):
-            await log.publish(room.id, "host_message", {"text": f"m{n}", "by": "h", "role": "host"})
+            message = {"text": f"m{n}", "by": "h", "role": "host"}
+            messages.append((await log.publish(room.id, "host_message", message)).seq)
+        epoch, last = await log.position(room.id)
+        assert last - since > 10
         back = await Viewer.open(ws_url(served.url, room.id, since=since, epoch=epoch))
         await back.wait_for(lambda: back.snapshots == 1)
         assert back.welcome is not None and back.welcome["resumed"] is False
-        assert back.seq == since + 11 and back.applied == []
+        assert back.snapshot_seq >= last and back.critical() == []
         await back.close()
         near = await Viewer.open(
-            ws_url(served.url, room.id, since=since + 1, epoch=epoch), resume=(epoch, since + 1)
+            ws_url(served.url, room.id, since=last - 10, epoch=epoch), resume=(epoch, last - 10)
         )
-        await near.wait_for(lambda: near.seq == since + 11)
-        assert near.snapshots == 0 and len(near.applied) == 10
+        await near.wait_for(lambda: near.seq >= messages[-1])
+        assert near.snapshots == 0 and near.welcome is not None and near.welcome["resumed"]
+        assert [e["seq"] for e in near.critical()] == [s for s in messages if s > last - 10]
         await near.close()
 
 
@@ -141,3 +144,55 @@ def test_replay_frame_keeps_lanes_rules() -> None:
     frame = json.loads(replay_frame(events, lossy_cap=2))
     assert frame["type"] == "events" and frame["skipped"] == 1
     assert [e["seq"] for e in frame["events"]] == [1, 4, 5, 6, 7, 8]
+
+
+async def test_joining_and_resuming_while_events_flow_gets_each_event_once(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    """Viewers whose snapshot or replay overlaps a frame in flight get no event twice and miss
+    none after their starting point."""
+    async with serve(settings) as served:
+        room = await make_room(served.url, settings)
+        log = RoomLog(redis, settings.redis_prefix)
+        epoch, start = await log.position(room.id)
+        published: list[int] = []
+        done = asyncio.Event()
+
+        async def host() -> None:
+            n = 0
+            while not done.is_set():
+                message = {"text": f"m{n}", "by": "h", "role": "host"}
+                published.append((await log.publish(room.id, "host_message", message)).seq)
+                if n % 3 == 0:
+                    await log.publish(room.id, "comment", {"id": f"c{n}", "user": "u", "text": "x"})
+                n += 1
+                await asyncio.sleep(0.002)
+
+        task = asyncio.create_task(host())
+        viewers: list[tuple[Viewer, int]] = []
+        try:
+            for n in range(24):
+                await asyncio.sleep(0.015)
+                if n % 2:
+                    viewer = await Viewer.open(ws_url(served.url, room.id))
+                    viewers.append((viewer, -1))
+                else:
+                    since = max(start, published[-1] - 5) if published else start
+                    viewer = await Viewer.open(
+                        ws_url(served.url, room.id, since=since, epoch=epoch),
+                        resume=(epoch, since),
+                    )
+                    viewers.append((viewer, since))
+            await asyncio.sleep(0.2)
+        finally:
+            done.set()
+            await task
+        last = published[-1]
+        for viewer, since in viewers:
+            await viewer.wait_for(lambda v=viewer: v.seq >= last)  # type: ignore[misc]
+            origin = since if since >= 0 else viewer.snapshot_seq
+            assert viewer.welcome is not None and viewer.welcome["resumed"] is (since >= 0)
+            assert viewer.stale == 0 and viewer.disorder == 0  # never twice, always in order
+            got = [e["seq"] for e in viewer.critical() if e["type"] == "host_message"]
+            assert got == [s for s in published if s > origin]  # none missed after the start
+            await viewer.close()

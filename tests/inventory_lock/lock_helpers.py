@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import os
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +18,8 @@ from inventory_lock.scripts import Client
 
 _pools = itertools.count()
 
-IN_FLIGHT = 50  # calls per client at once, below its connection limit
+MAX_CONNECTIONS = 500
+IN_FLIGHT = 50  # calls per client at once in the 2,000-reserver burst
 
 # (reserver index, first answer, retry answer): a hold id or a rejection reason.
 Outcome = tuple[int, str, str]
@@ -30,12 +30,13 @@ def new_pool(tag: str = "p") -> str:
 
 
 async def open_client(kind: str, url: str) -> Client:
-    """A client of at most 100 connections (per node); redis-py raises when a call needs more."""
+    """A client of up to MAX_CONNECTIONS (per node): redis-py raises, rather than waits, when a
+    call finds them all busy, and the tests run a few hundred calls at once."""
     if kind == "cluster":
-        cluster = RedisCluster.from_url(url, socket_timeout=10)
+        cluster = RedisCluster.from_url(url, socket_timeout=10, max_connections=MAX_CONNECTIONS)
         await cluster.initialize()
         return cluster
-    return aioredis.Redis.from_url(url, socket_timeout=10)
+    return aioredis.Redis.from_url(url, socket_timeout=10, max_connections=MAX_CONNECTIONS)
 
 
 async def server_ms(client: Client) -> int:
@@ -129,10 +130,24 @@ async def run_reservers(
             await c.aclose()
 
 
-def warm_up() -> int:
-    """Run once in each worker process so it has started and imported this module."""
-    time.sleep(0.2)
-    return os.getpid()
+async def _warm_up(url: str, key: str, parties: int) -> int:
+    client = await open_client("plain", url)
+    try:
+        await client.incr(key)
+
+        async def everyone() -> bool:
+            return int(await client.get(key) or 0) >= parties
+
+        await poll(everyone)
+        return os.getpid()
+    finally:
+        await client.aclose()
+
+
+def warm_up(url: str, key: str, parties: int) -> int:
+    """Run once per worker process at the same time: each waits for all `parties` at a counter
+    in Redis, so every process has started (a process runs one task at a time)."""
+    return asyncio.run(_warm_up(url, key, parties))
 
 
 def reserve_worker(

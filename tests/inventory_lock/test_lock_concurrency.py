@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import random
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
+import redis
 from lock_helpers import (
     Outcome,
     assert_consistent,
@@ -24,7 +26,14 @@ from lock_helpers import (
     warm_up,
 )
 
-from inventory_lock import Hold, HoldState, InventoryLock, ReserveRequest, TransitionReason
+from inventory_lock import (
+    Hold,
+    HoldState,
+    InventoryLock,
+    ReserveRequest,
+    ReserveResult,
+    TransitionReason,
+)
 from inventory_lock.scripts import Client
 
 PROCESSES = 3
@@ -33,11 +42,15 @@ STOCK = 100
 
 
 @pytest.fixture(scope="module")
-def processes() -> Iterator[ProcessPoolExecutor]:
+def processes(redis_url: str) -> Iterator[ProcessPoolExecutor]:
+    """Worker processes, all started and with this test's modules imported."""
     context = multiprocessing.get_context("spawn")
+    key = f"t{uuid.uuid4().hex[:12]}:warm-up"
     with ProcessPoolExecutor(max_workers=PROCESSES, mp_context=context) as executor:
-        pids = [executor.submit(warm_up) for _ in range(PROCESSES)]
-        assert len({future.result(timeout=60) for future in pids}) == PROCESSES
+        pids = [executor.submit(warm_up, redis_url, key, PROCESSES) for _ in range(PROCESSES)]
+        assert len({future.result(timeout=120) for future in pids}) == PROCESSES
+        with redis.Redis.from_url(redis_url) as sync_client:
+            sync_client.delete(key)
         yield executor
 
 
@@ -119,7 +132,7 @@ async def test_expiry_racing_confirms(
     """Confirms arrive around the expiry time while sweepers in other processes and in this
     one reclaim due holds and new buyers take returned stock: an item ends up confirmed or
     returned, never both, and the counts always add up."""
-    pool, hold_ms = new_pool(), 300
+    pool, hold_ms = new_pool(), 500
     await lock.load(pool, STOCK, 2, hold_ms / 1000)
     first = [
         hold(r)
@@ -135,37 +148,43 @@ async def test_expiry_racing_confirms(
     ]
     sweepers += [asyncio.ensure_future(sweep_until(client, namespace, pool, deadline))]
 
-    async def confirm_late(h: str, delay_s: float) -> tuple[str, bool, TransitionReason | None]:
+    async def confirm_late(h: Hold, delay_s: float) -> bool:
+        """Confirms; the outcome must agree with the server clock read around the call."""
         await asyncio.sleep(delay_s)
-        begun = await lock.begin_confirm(h)
+        before = await server_ms(client)
+        begun = await lock.begin_confirm(h.id)
+        after = await server_ms(client)
         if begun.ok:
-            assert (await lock.finish_confirm(h)).ok
-        return h, begun.ok, begun.reason
+            assert h.expires_at_ms > before, "confirmed a hold that was already due"
+            assert (await lock.finish_confirm(h.id)).ok
+        else:
+            assert begun.reason is TransitionReason.EXPIRED, begun
+            assert h.expires_at_ms <= after, "refused a hold that was not due yet"
+        return begun.ok
 
-    async def newcomer(i: int) -> None:
-        await asyncio.sleep(random.uniform(0.1, 0.5))
-        await lock.reserve(pool, f"new{i}", 1, "k")
+    async def newcomer(i: int, delay_s: float) -> ReserveResult:
+        await asyncio.sleep(delay_s)
+        return await lock.reserve(pool, f"new{i}", 1, "k")
 
-    start = await server_ms(client)
-    wait_s = (first[0].expires_at_ms - start) / 1000
-    results = await asyncio.gather(
-        *(confirm_late(h.id, random.uniform(wait_s - 0.1, wait_s + 0.1)) for h in first)
-    )
-    await asyncio.gather(*(newcomer(i) for i in range(STOCK)))
+    # Confirms and newcomers spread over twice the time left: about half of them land before
+    # the holds expire, half after, even if this loop is slowed down.
+    spread_s = 2 * (first[0].expires_at_ms - await server_ms(client)) / 1000
+    confirms = asyncio.gather(*(confirm_late(h, random.uniform(0, spread_s)) for h in first))
+    late = await asyncio.gather(*(newcomer(i, random.uniform(0, spread_s)) for i in range(STOCK)))
+    results = await confirms
     returned = sum(await asyncio.gather(*sweepers))
 
-    states = {h.id: (await lock.get_hold(h.id)) for h in first}
+    ids = [h.id for h in first] + [r.id for r in late if isinstance(r, Hold)]
+    states = {i: await lock.get_hold(i) for i in ids}
     confirmed = 0
-    for h, ok, reason in results:
-        record = states[h]
+    for h, ok in zip(first, results, strict=True):
+        record = states[h.id]
         assert record is not None
-        if ok:
-            assert record.state is HoldState.CONFIRMED
-            confirmed += 1
-        else:
-            assert (reason, record.state) == (TransitionReason.EXPIRED, HoldState.EXPIRED)
-    assert 0 < confirmed < STOCK, "the confirms did not straddle the expiry"
-    assert returned <= STOCK - confirmed
+        assert record.state is (HoldState.CONFIRMED if ok else HoldState.EXPIRED)
+        confirmed += ok
+    assert confirmed < STOCK, "no confirm came after the expiry"
+    expired = sum(1 for r in states.values() if r is not None and r.state is HoldState.EXPIRED)
+    assert returned <= expired  # the sweepers gave back only what expired, each once
     snapshot = await lock.snapshot(pool)
     assert snapshot is not None
     assert snapshot.confirmed == confirmed

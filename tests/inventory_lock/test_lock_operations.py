@@ -47,6 +47,8 @@ async def test_reserve_holds_stock_until_sold_out(lock: InventoryLock, client: C
     second = hold(await lock.reserve(pool, "bob", 1, "k1"))
     assert second.id != first.id and second.remaining == 0
     assert await lock.reserve(pool, "carol", 1, "k1") == Rejection(RejectReason.SOLD_OUT)
+    # nothing left: sold_out comes before the limit (alice holds her 2 already)
+    assert await lock.reserve(pool, "alice", 1, "k2") == Rejection(RejectReason.SOLD_OUT)
     snapshot = await lock.snapshot(pool)
     assert snapshot is not None
     assert (snapshot.held, snapshot.remaining, snapshot.buyers) == (3, 0, 2)

@@ -162,6 +162,8 @@ class PoolMachine(RuleBasedStateMachine):
             return
         if self.closed:
             assert result == Rejection(RejectReason.CLOSED)
+        elif self.counted() == STOCK:
+            assert result == Rejection(RejectReason.SOLD_OUT)
         elif self.counted(buyer) + qty > LIMIT:
             assert result == Rejection(RejectReason.LIMIT)
         elif STOCK - self.counted() < qty:

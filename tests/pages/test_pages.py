@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import os
+import re
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -50,18 +49,18 @@ class LiveProcess:
             LIVE_DATA_DIR=str(settings.data_dir),
             LIVE_LOG_LEVEL="warning",
         )
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "live.cli", "serve", "--port", str(self.port)],
+        self.process = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "live.cli", "serve", "--port", str(self.port)],
             env=self.env,
-            stdout=subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 60
         async with httpx.AsyncClient(timeout=2) as client:
             while time.monotonic() < deadline:
-                assert self.process.poll() is None, "live serve exited"
+                assert self.process.returncode is None, "live serve exited"
                 try:
                     if (await client.get(f"{self.url}/readyz")).status_code == 200:
                         return
@@ -71,9 +70,9 @@ class LiveProcess:
         raise AssertionError("live serve never became ready")
 
     async def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
-            await asyncio.to_thread(self.process.wait, 30)
+            await asyncio.wait_for(self.process.wait(), 30)
 
 
 @pytest.fixture
@@ -84,10 +83,14 @@ async def live(settings: Settings) -> AsyncIterator[LiveProcess]:
     await process.stop()
 
 
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
+def require_chromium() -> None:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium")
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    require_chromium()
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CLOSED_NETWORK_FLAGS
@@ -153,7 +156,8 @@ async def test_flash_sale_of_three_items_to_five_buyers(
     for page in buyers:
         await expect(page.get_by_test_id("buy")).to_be_enabled(timeout=5000)
     await asyncio.gather(*(page.get_by_test_id("buy").click() for page in buyers))
-    held, sold_out = [], []
+    held: list[Page] = []
+    sold_out: list[Page] = []
     for page in buyers:
         message = page.get_by_test_id("sale-message")
         await expect(message).not_to_have_text("", timeout=5000)

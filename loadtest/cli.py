@@ -1,0 +1,212 @@
+"""`live loadtest flash-sale`: one command that runs a flash-sale simulation and judges it.
+
+It starts the service (or uses --url), creates a room, a product and a sale through the API, runs
+locust headless (a master and --workers local workers through locust's own --master/--worker)
+with viewers, buyers and a host, shows progress, then checks the business invariants through
+the API and `live reconcile` and prints one verdict table. Exit code 0 when every invariant and
+threshold holds, 1 otherwise, 2 for bad flags.
+
+Written to --out: report.html (locust), chart.png, verdict.txt, verdict.json, summary.json,
+timeline.jsonl, locust_*.csv and the logs of the service and of every locust process.
+
+More load than one machine makes: run the command with --master-port PORT --expect-remote N
+and start N workers elsewhere, each with the project installed:
+
+    locust -f loadtest/locustfile.py --worker --master-host THIS_MACHINE --master-port PORT
+
+(the master sends them every option, the JWT secret included; measure lag only between machines
+whose clocks agree, since fan-out lag is the receiver's clock minus the server's `ts`). Against
+a service on other machines use --url and, for `live reconcile`, the same LIVE_REDIS_URL,
+LIVE_DATABASE_URL and LIVE_REDIS_PREFIX as the service (or --skip-reconcile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loadtest import scenario, simulation
+from loadtest.api import TransportError
+from loadtest.service import ServiceError
+
+
+def duration(text: str) -> int:
+    """`20s`, `2m`, `1h30m` or plain seconds."""
+    if text.isdigit():
+        return int(text)
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text.strip())
+    if not parts or not any(parts.groups()):
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 20s, 2m, 90)")
+    hours, minutes, seconds = (int(g or 0) for g in parts.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text}")
+        return value
+
+    return parse
+
+
+def add_parser(subparsers: Any) -> None:
+    """`loadtest` with its subcommand `flash-sale`, on the `live` command's subparsers."""
+    loadtest = subparsers.add_parser(
+        "loadtest", help="load simulations judged on the business invariants"
+    )
+    commands = loadtest.add_subparsers(dest="loadtest_command", required=True)
+    sale = commands.add_parser(
+        "flash-sale",
+        help="a flash sale with N viewers and M buyers through locust; non-zero when broken",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target = sale.add_argument_group("service")
+    target.add_argument(
+        "--url", metavar="URL", help="a running service (default: start one with its own data)"
+    )
+    target.add_argument(
+        "--jwt-secret",
+        metavar="SECRET",
+        default="",
+        help="with --url: its JWT secret (default LIVE_JWT_SECRET, else the dev secret)",
+    )
+    target.add_argument(
+        "--serve-workers",
+        metavar="N",
+        type=_positive(int),
+        default=1,
+        help="uvicorn workers of the service",
+    )
+    target.add_argument("--keep-data", action="store_true", help="keep the service's data dir")
+    crowd = sale.add_argument_group("crowd")
+    crowd.add_argument(
+        "--viewers", metavar="N", type=int, default=200, help="viewers (WebSocket only)"
+    )
+    crowd.add_argument("--buyers", metavar="M", type=_positive(int), default=50, help="buyers")
+    crowd.add_argument(
+        "--spawn-rate", metavar="R", type=_positive(float), default=50.0, help="users/s"
+    )
+    crowd.add_argument(
+        "--duration", metavar="T", type=duration, default=duration("20s"), help="e.g. 20s, 2m"
+    )
+    crowd.add_argument(
+        "--comment-every", metavar="SECONDS", type=float, default=0.0, help="s between comments"
+    )
+    crowd.add_argument(
+        "--host-every",
+        metavar="SECONDS",
+        type=_positive(float),
+        default=3.0,
+        help="s between host messages",
+    )
+    shop = sale.add_argument_group("sale")
+    shop.add_argument("--stock", metavar="S", type=_positive(int), default=20)
+    shop.add_argument(
+        "--limit", metavar="L", type=_positive(int), default=1, help="items per buyer"
+    )
+    shop.add_argument("--hold-seconds", metavar="H", type=_positive(int), default=10)
+    shop.add_argument(
+        "--confirm-share", metavar="SHARE", type=float, default=0.7, help="holds confirmed (0-1)"
+    )
+    shop.add_argument(
+        "--think-min", metavar="SECONDS", type=float, default=0.2, help="s before confirming"
+    )
+    shop.add_argument(
+        "--think-max", metavar="SECONDS", type=float, default=2.0, help="s before confirming"
+    )
+    shop.add_argument(
+        "--sale-at",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="s after start (default: ramp-up + 2)",
+    )
+    judge = sale.add_argument_group("verdict")
+    judge.add_argument(
+        "--max-p99-ms", metavar="X", type=float, default=0.0, help="reserve, confirm, fan-out"
+    )
+    judge.add_argument(
+        "--max-error-rate", metavar="Y", type=float, default=0.01, help="failed actions share"
+    )
+    judge.add_argument("--skip-reconcile", action="store_true", help="no `live reconcile`")
+    judge.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="report dir (default ./loadtest-out/<time>)",
+    )
+    swarm = sale.add_argument_group("locust")
+    swarm.add_argument(
+        "--workers",
+        metavar="K",
+        dest="locust_workers",
+        type=int,
+        default=1,
+        help="local locust workers (0: one process)",
+    )
+    swarm.add_argument(
+        "--master-port", metavar="PORT", type=int, default=0, help="master port (default: free)"
+    )
+    swarm.add_argument(
+        "--expect-remote", metavar="N", type=int, default=0, help="workers from other machines"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.loadtest_command == "flash-sale":
+        return flash_sale(args)
+    raise ValueError(f"unknown loadtest command {args.loadtest_command!r}")
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    for module, package in (("locust", "locust"), ("websocket", "websocket-client")):
+        if importlib.util.find_spec(module) is None:
+            return f"{package} is not installed: pip install -e '.[load]'"
+    if args.viewers < 0 or args.locust_workers < 0 or args.expect_remote < 0:
+        return "--viewers, --workers and --expect-remote cannot be negative"
+    if not 0 <= args.confirm_share <= 1:
+        return "--confirm-share must be between 0 and 1"
+    if args.limit > args.stock:
+        return "--limit cannot exceed --stock"
+    if not 0 <= args.think_min <= args.think_max:
+        return "--think-min must be between 0 and --think-max"
+    if args.duration < 5:
+        return "--duration must be at least 5 s"
+    return None
+
+
+def flash_sale(args: argparse.Namespace) -> int:
+    problem = _check(args)
+    if problem:
+        print(f"live loadtest: error: {problem}", file=sys.stderr)
+        return 2
+    out: Path = args.out or Path("loadtest-out") / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return simulation.simulate(args, out.resolve())
+    except (ServiceError, scenario.SetupError, TransportError) as exc:
+        print(f"live loadtest: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="live", description="live load tests")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

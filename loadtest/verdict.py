@@ -1,0 +1,166 @@
+"""The verdict of a simulation: the business invariants (from the sale's figures after the run
+settled, the users' own counts and `live reconcile`) and the thresholds, as one table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    ok: bool
+    detail: str
+
+    def view(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    ran: bool
+    code: int
+    output: str
+
+
+def _count(summary: dict[str, Any], name: str) -> int:
+    return int(summary.get("counts", {}).get(name, 0))
+
+
+def invariants(
+    figures: dict[str, Any], summary: dict[str, Any], reconciled: Reconciled, buyers: int
+) -> list[Row]:
+    stock, sold = int(figures["stock"]), int(figures["sold"])
+    remaining, held = int(figures["remaining"]), int(figures["held"])
+    confirming, orders = int(figures["confirming"]), int(figures["orders"])
+    limit = int(figures["limit_per_buyer"])
+    holds, attempts = _count(summary, "reserve_hold"), _count(summary, "reserve")
+    confirmed, unknown = _count(summary, "confirm_ok"), _count(summary, "confirm_unknown")
+    highs = summary.get("highs", {})
+    owned = max(int(highs.get("max_owned_per_buyer", 0)), int(highs.get("max_orders_per_buyer", 0)))
+    rows = [
+        Row(
+            "sale opened and took holds",
+            holds > 0,
+            f"{holds} holds from {attempts} reservation attempts",
+        ),
+        Row("sold <= stock", sold <= stock, f"sold {sold} of {stock}"),
+        Row(
+            "orders = confirmed",
+            confirmed <= orders <= confirmed + unknown,
+            f"{orders} orders in PostgreSQL, {confirmed} confirms acknowledged"
+            + (f" (+{unknown} without an answer)" if unknown else ""),
+        ),
+        Row(
+            "no buyer over the limit",
+            owned <= limit and orders <= buyers * limit,
+            f"most one buyer held or owned at once: {owned}, limit {limit}",
+        ),
+        Row(
+            "every hold accounted for",
+            remaining + held + confirming + sold == stock,
+            f"remaining {remaining} + held {held} + confirming {confirming} + sold {sold}"
+            f" = {remaining + held + confirming + sold} (stock {stock})",
+        ),
+        Row(
+            "expired holds returned to stock",
+            held == 0 and confirming == 0,
+            f"after the holds' expiry: held {held}, confirming {confirming}",
+        ),
+    ]
+    if reconciled.ran:
+        last = reconciled.output.strip().splitlines()[-1:] or ["(no output)"]
+        rows.append(Row("live reconcile", reconciled.code == 0, last[0].strip()))
+    else:
+        rows.append(Row("live reconcile", True, "skipped (--skip-reconcile)"))
+    return rows
+
+
+def thresholds(summary: dict[str, Any], locust_code: int) -> list[Row]:
+    rows = [
+        Row(
+            f"threshold: {check['name']}",
+            bool(check["ok"]),
+            f"{_number(check['value'])} {'<=' if check['ok'] else '>'} {_number(check['limit'])}",
+        )
+        for check in summary.get("thresholds", [])
+    ]
+    restarts = int(summary.get("restarts", 0))
+    if restarts:
+        rows.append(
+            Row(
+                "load generator kept up",
+                False,
+                f"locust restarted the test {restarts} time(s): a worker missed its heartbeats"
+                " (machine overloaded); request counts of the first part are lost",
+            )
+        )
+    broken_elsewhere = locust_code != 0 and all(row.ok for row in rows)
+    if broken_elsewhere:
+        rows.append(Row("locust run", False, f"locust exited with code {locust_code}"))
+    return rows
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4g}"
+    return f"{int(value)}" if isinstance(value, float) else str(value)
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def figures_lines(summary: dict[str, Any], peak_rps: float) -> list[str]:
+    types = summary.get("request_types", {})
+    counts = summary.get("counts", {})
+    lines = []
+    for kind in ("reserve", "confirm"):
+        row = types.get(kind)
+        if row is None:
+            lines.append(f"  {kind:<12} no requests")
+            continue
+        peak = f", peak {peak_rps:.0f}/s" if kind == "reserve" and peak_rps else ""
+        lines.append(
+            f"  {kind:<12} {row['count']:>7} requests  {row['rps']:8.1f}/s{peak}  "
+            f"p50 {_ms(row['p50'])}  p99 {_ms(row['p99'])}  failures {row['failures']}"
+        )
+    fan = summary.get("fan_out", {})
+    lines.append(
+        f"  {'fan-out lag':<12} {fan.get('events', 0):>7} events delivered  "
+        f"p50 {_ms(fan.get('p50'))}  p99 {_ms(fan.get('p99'))}  max {_ms(fan.get('max'))}  "
+        f"(+{counts.get('events_replayed', 0)} replayed on resume, "
+        f"{counts.get('events_skipped', 0)} sampled out)"
+    )
+    connect = types.get("WS connect", {})
+    lines.append(
+        f"  {'connections':<12} {counts.get('connects', 0):>7} opened  "
+        f"errors {counts.get('connect_errors', 0)}  dropped {counts.get('drops', 0)}  "
+        f"resumed {counts.get('resumes', 0)}  connect p99 {_ms(connect.get('p99'))}"
+    )
+    outcomes = ", ".join(
+        f"{name.removeprefix('reserve_')} {value}"
+        for name, value in sorted(counts.items())
+        if name.startswith("reserve_")
+    )
+    lines.append(f"  {'reservations':<12} {outcomes or '-'}")
+    lines.append(
+        f"  {'buyers':<12} confirmed {counts.get('confirm_ok', 0)}, abandoned "
+        f"{counts.get('abandoned', 0)}, expired before confirm {counts.get('confirm_expired', 0)}"
+        f", stopped at the limit {counts.get('buyers_at_limit', 0)}"
+    )
+    lines.append(f"  {'error rate':<12} {summary.get('error_rate', 0.0):.3%} of actions")
+    return lines
+
+
+def render(title: str, rows: list[Row], lines: list[str]) -> str:
+    width = max(len(row.name) for row in rows) if rows else 10
+    out = [title, "", f"  {'check':<{width}}  result  detail"]
+    out += [
+        f"  {row.name:<{width}}  {'pass' if row.ok else 'FAIL':<6}  {row.detail}" for row in rows
+    ]
+    out += ["", *lines, "", "verdict: " + ("PASS" if all(row.ok for row in rows) else "FAIL")]
+    return "\n".join(out)

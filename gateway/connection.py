@@ -1,4 +1,5 @@
-"""One viewer's socket: a bounded queue of frames drained by its own writer task.
+"""One viewer's socket: frames written straight to the transport while it keeps up (see
+gateway/wire.py), else a bounded queue of frames drained by its own writer task.
 
 The room never awaits a viewer. `offer` only appends to the queue; above the high-water mark the
 viewer gets the frames without lossy events; past the hard limit for longer than the grace period
@@ -19,6 +20,7 @@ from starlette.websockets import WebSocket
 
 from gateway import metrics
 from gateway.protocol import CloseCode, events_frame
+from gateway.wire import ENCODER, DirectSocket
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Connection:
         self._held: list[Frame] = []
         self._closing: asyncio.Task[None] | None = None
         self.closed = False
+        self._direct = DirectSocket.of(websocket.scope)
         self._writer = asyncio.create_task(self._write_loop())
 
     @property
@@ -91,6 +94,10 @@ class Connection:
         """Queue a frame that must not be dropped (replies, snapshots, errors)."""
         if self.closed:
             return
+        if self._direct is not None and self._idle.is_set():
+            if self._direct.try_write(ENCODER.encode(text)):
+                metrics.FRAMES_SENT.inc()
+                return
         if len(self._queue) >= self.backpressure.cap:
             self._too_slow()
             return

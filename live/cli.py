@@ -138,6 +138,8 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def _serve(settings: Settings, demo: bool) -> None:
     import uvicorn
 
+    from live.app import websocket_options
+
     # uvicorn re-raises the signal that stopped it once it has shut down; with this handler in
     # place that becomes SystemExit, so the embedded servers below are stopped, not orphaned.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -173,9 +175,8 @@ def _serve(settings: Settings, demo: bool) -> None:
             port=settings.port,
             workers=settings.workers,
             log_level=settings.log_level,
-            ws_max_size=settings.max_message_bytes,
-            ws_per_message_deflate=False,
             timeout_graceful_shutdown=10,
+            **websocket_options(settings),
             lifespan="on",
         )
 

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 import uvicorn
 from starlette.applications import Starlette
 
-from live.app import Services, create_app, services
+from live.app import Services, create_app, services, websocket_options
 from live.embedded import EmbeddedServers, free_port
 from live.settings import Settings
 
@@ -152,8 +152,7 @@ async def serve_app(settings: Settings) -> AsyncIterator[Served]:
         port=port,
         log_level="warning",
         lifespan="on",
-        ws_max_size=settings.max_message_bytes,
-        ws_per_message_deflate=False,
+        **websocket_options(settings),
     )
     instance = uvicorn.Server(config)
     task = asyncio.create_task(instance.serve())

@@ -26,7 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from gateway.server import Gateway
-from live.app import create_app, services
+from live.app import create_app, services, websocket_options
 from live.embedded import free_port
 from live.settings import Settings
 from rooms.auth import Role, mint
@@ -63,9 +63,8 @@ async def serve(settings: Settings, **config: Any) -> AsyncIterator[Served]:
             port=port,
             log_level="warning",
             lifespan="on",
-            ws_max_size=settings.max_message_bytes,
-            ws_per_message_deflate=False,
             backlog=4096,
+            **websocket_options(settings),
         )
     )
     task = asyncio.create_task(server.serve())

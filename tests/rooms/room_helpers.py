@@ -17,7 +17,7 @@ import jwt
 import redis.asyncio as aioredis
 import uvicorn
 
-from live.app import create_app
+from live.app import create_app, websocket_options
 from live.embedded import free_port
 from live.settings import Settings
 from rooms.auth import Role, mint
@@ -83,7 +83,11 @@ async def serve(settings: Settings) -> AsyncIterator[str]:
     """Another real app process-alike (its own clients and services) on the same Redis and
     PostgreSQL schema; yields its URL."""
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=free_port(), log_level="warning"
+        create_app(settings),
+        host="127.0.0.1",
+        port=free_port(),
+        log_level="warning",
+        **websocket_options(settings),
     )
     instance = uvicorn.Server(config)
     task = asyncio.create_task(instance.serve())

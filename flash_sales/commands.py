@@ -19,7 +19,9 @@ def sale_commands(sales: SaleService) -> dict[str, Handler]:
         )
 
     async def confirm(room: str, claims: Claims, fields: dict[str, Any]) -> dict[str, Any]:
-        return await sales.confirm(fields["reservation_id"], claims, fields["payment_ref"])
+        return await sales.confirm(
+            fields["reservation_id"], claims, fields["payment_ref"], show_name=fields["show_name"]
+        )
 
     async def cancel(room: str, claims: Claims, fields: dict[str, Any]) -> dict[str, Any]:
         return await sales.cancel(fields["reservation_id"], claims)

@@ -122,7 +122,12 @@ class SaleRoutes:
         claims = self._token(request)
         body = await json_body(request)
         payment_ref = text_field(body, "payment_ref", max_len=200)
-        order = await self.service.confirm(request.path_params["reservation"], claims, payment_ref)
+        show_name = body.get("show_name", False)
+        if not isinstance(show_name, bool):
+            raise invalid("show_name must be true or false")
+        order = await self.service.confirm(
+            request.path_params["reservation"], claims, payment_ref, show_name=show_name
+        )
         return JSONResponse(order, status_code=201)
 
     async def cancel(self, request: Request) -> JSONResponse:

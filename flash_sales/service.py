@@ -221,8 +221,9 @@ class SaleService:
         return sale, hold
 
     async def confirm(
-        self, reservation_id: str, claims: Claims, payment_ref: str
+        self, reservation_id: str, claims: Claims, payment_ref: str, *, show_name: bool = False
     ) -> dict[str, Any]:
+        """Hold to order. `show_name`: the buyer allows their name in the "just bought" event."""
         if not 0 < len(payment_ref) <= 200:
             raise invalid("payment_ref must be 1-200 characters")
         sale, hold = await self._hold_of(reservation_id, claims)
@@ -253,7 +254,7 @@ class SaleService:
             self._dirty_stock.add(sale.id)
             raise ApiError(409, "sold_out", "sold out")
         await self.lock.finish_confirm(reservation_id)
-        await self._purchased(sale, claims)
+        await self._purchased(sale, claims.name if show_name else None)
         return result.view()
 
     async def _existing_order(self, reservation_id: str) -> dict[str, Any]:
@@ -279,7 +280,7 @@ class SaleService:
         await self._reopen_if_stock(sale.id)
         return {"id": reservation_id, "state": "released"}
 
-    async def _purchased(self, sale: Sale, claims: Claims) -> None:
+    async def _purchased(self, sale: Sale, name: str | None) -> None:
         """A sampled "someone just bought" for social proof, at most one per interval."""
         now = time.monotonic()
         if now - self._last_purchase.get(sale.id, 0.0) < PURCHASE_INTERVAL_S:
@@ -287,7 +288,7 @@ class SaleService:
         self._last_purchase[sale.id] = now
         with contextlib.suppress(Exception):
             await self.log.publish(
-                sale.room, "purchase", {"sale_id": sale.id, "name": claims.name or None}
+                sale.room, "purchase", {"sale_id": sale.id, "name": name or None}
             )
 
     # -- state changes driven by stock -------------------------------------------------------

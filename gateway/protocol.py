@@ -84,10 +84,18 @@ def _buy(body: dict[str, Any], ref: str | None) -> dict[str, Any]:
     }
 
 
+def _boolean(body: dict[str, Any], name: str, ref: str | None) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise ProtocolError("invalid", f"{name} must be true or false", ref)
+    return value
+
+
 def _confirm(body: dict[str, Any], ref: str | None) -> dict[str, Any]:
     return {
         "reservation_id": _string(body, "reservation_id", MAX_KEY_LEN, ref),
         "payment_ref": _string(body, "payment_ref", 200, ref),
+        "show_name": _boolean(body, "show_name", ref),
     }
 
 

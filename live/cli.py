@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("sale", nargs="*", type=int, help="sale ids (default: every sale)")
     reconcile.add_argument("--data-dir", help="embedded servers' data (LIVE_DATA_DIR)")
 
+    from loadtest import cli as loadtest_cli
+
+    loadtest_cli.add_parser(commands)
+
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -243,6 +247,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.command == "version":
             print(f"live {__version__}")
             return
+        if args.command == "loadtest":
+            from loadtest import cli as loadtest_cli
+
+            sys.exit(loadtest_cli.run(args))
         settings = _settings(args)
         if args.command == "serve":
             _serve(settings, args.demo)

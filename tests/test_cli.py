@@ -209,3 +209,36 @@ def test_migrate_and_version(tmp_path: Path, database_url: str, db_schema: str) 
         [*LIVE, "version"], env=env, capture_output=True, text=True, timeout=30
     )
     assert version.stdout.strip().startswith("live 0.")
+
+
+def test_serve_demo_seeds_a_room_and_prints_links(
+    tmp_path: Path, redis_url: str, database_url: str, db_schema: str, namespace: str
+) -> None:
+    env = _env(
+        LIVE_DATA_DIR=str(tmp_path),
+        LIVE_REDIS_URL=redis_url,
+        LIVE_DATABASE_URL=database_url,
+        LIVE_DATABASE_SCHEMA=db_schema,
+        LIVE_REDIS_PREFIX=namespace,
+    )
+    with serving("--demo", env=env) as (process, url, _):
+        assert process.stdout is not None
+        links = [process.stdout.readline().strip() for _ in range(5)]
+        host_link = links[0].removeprefix("host console: ")
+        assert host_link.startswith(f"{url}/host/demo#token=")
+        assert [line.split(":")[0] for line in links[1:]] == [
+            "viewer alice",
+            "viewer bob",
+            "viewer carol",
+            "anonymous viewer",
+        ]
+        room = httpx.get(f"{url}/api/rooms/demo", timeout=5).json()
+        assert room["pinned"]["title"] == "Stoneware mug"
+        token = host_link.split("#token=")[1]
+        products = httpx.get(
+            f"{url}/api/rooms/demo/products",
+            headers={"authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        assert len(products.json()["products"]) == 3
+        assert httpx.get(f"{url}/watch/demo", timeout=5).text.startswith("<!doctype html>")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -320,7 +322,6 @@ async def test_bad_requests_change_nothing(
 async def test_buying_over_the_websocket(
     server: str, client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    import json
 
     from websockets.asyncio.client import connect
 
@@ -375,3 +376,64 @@ async def test_buying_over_the_websocket(
     assert (await reserve(client, settings, sale["id"], "bob")).status_code == 201
     late = await reserve(client, settings, sale["id"], "carol")
     assert late.json()["error"] == "sold_out"
+
+
+async def test_scheduled_sale_opens_and_ends_on_time(
+    client: httpx.AsyncClient, settings: Settings, served: Served
+) -> None:
+
+    host = auth(settings, "host", Role.HOST)
+    await client.put(f"/api/rooms/{ROOM}", json={"title": "Shop"}, headers=host)
+    product = await client.post(
+        f"/api/rooms/{ROOM}/products",
+        json={"sku": "mug", "title": "Mug", "price_cents": 900},
+        headers=host,
+    )
+    now_ms = int(time.time() * 1000)
+    created = await client.post(
+        f"/api/rooms/{ROOM}/sales",
+        json={
+            "product_id": product.json()["id"],
+            "stock": 3,
+            "price_cents": 500,
+            "starts_at": now_ms + 1000,
+            "ends_at": now_ms + 2500,
+        },
+        headers=host,
+    )
+    sale_id = created.json()["id"]
+    assert created.json()["state"] == "scheduled"
+    early = await reserve(client, settings, sale_id, "ann")
+    assert early.json()["error"] == "not_open"
+    await asyncio.sleep(1.6)
+    assert (await figures(client, settings, sale_id))["state"] == "open"
+    assert (await reserve(client, settings, sale_id, "ann", key="on-time")).status_code == 201
+    await asyncio.sleep(1.6)
+    assert (await figures(client, settings, sale_id))["state"] == "ended"
+    late = await reserve(client, settings, sale_id, "bob")
+    assert late.json()["error"] == "not_open"
+    log = served.services.rooms.log
+    replay = await log.read_since(ROOM, (await log.position(ROOM))[0], 0, 1000)
+    types = [json.loads(raw)["type"] for raw in replay.events]
+    assert types.index("sale_scheduled") < types.index("sale_started") < types.index("sale_ended")
+
+
+async def test_purchase_shows_a_name_only_when_allowed(
+    client: httpx.AsyncClient, settings: Settings, served: Served
+) -> None:
+    sale = await open_sale(client, settings, stock=2)
+    log = served.services.rooms.log
+    names = []
+    for buyer, show in (("ann", False), ("bob", True)):
+        held = await reserve(client, settings, sale["id"], buyer)
+        confirmed = await client.post(
+            f"/api/reservations/{held.json()['id']}/confirm",
+            json={"payment_ref": "p", "show_name": show},
+            headers=auth(settings, buyer),
+        )
+        assert confirmed.status_code == 201
+        replay = await log.read_since(ROOM, (await log.position(ROOM))[0], 0, 1000)
+        purchases = [json.loads(raw) for raw in replay.events]
+        names = [e["data"]["name"] for e in purchases if e["type"] == "purchase"]
+        await asyncio.sleep(0.6)  # purchases are sampled: one per sale per 0.5 s
+    assert names == [None, "Bob"]

@@ -174,6 +174,7 @@ class Buyer(LiveUser):
         path = f"/api/reservations/{hold_id}/confirm"
         body = {"payment_ref": f"pay-{hold_id}"}
         for attempt in range(3):
+            pending.add("confirm")
             self.confirming = True
             response = self.timed(
                 "confirm", CONFIRM_NAME, lambda: self.api.post(path, body), _confirm_answer

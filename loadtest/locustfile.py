@@ -124,7 +124,7 @@ def _test_start(environment: Any, **_: Any) -> None:
     options.live_sale_epoch_ms = int((now + params.sale_at) * 1000)
     run_time = getattr(options, "run_time", None)
     if run_time:  # stop buying a little before the end, so that no confirm is cut off mid-way
-        options.live_buy_until_epoch_ms = int((now + run_time - min(3.0, run_time * 0.15)) * 1000)
+        options.live_buy_until_epoch_ms = int((now + run_time - min(5.0, run_time * 0.25)) * 1000)
     _monitor.start()
 
 

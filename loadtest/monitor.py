@@ -104,6 +104,10 @@ class Monitor:
             time.time(),
         )
         result["restarts"] = max(self.starts - 1, 0)
+        result["generator_cpu_high"] = bool(
+            getattr(runner, "cpu_warning_emitted", False)
+            or getattr(runner, "worker_cpu_warning_emitted", False)
+        )
         if self.out is not None:
             (self.out / SUMMARY).write_text(json.dumps(result, indent=2))
         for check in result["thresholds"]:

@@ -177,7 +177,8 @@ def _report(
     from loadtest import chart
 
     series: list[dict[str, Any]] = summary.get("series", [])
-    rows = verdict.invariants(figures, summary, reconciled, args.buyers)
+    rows = verdict.load_checks(summary, args.viewers + args.buyers)
+    rows += verdict.invariants(figures, summary, reconciled, args.buyers)
     if summary:
         rows += verdict.thresholds(summary, locust_code)
     else:

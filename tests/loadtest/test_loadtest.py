@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("locust")
-pytest.importorskip("websocket")
+# Looked up, never imported: importing locust monkey-patches this whole pytest process (gevent).
+for _module in ("locust", "websocket"):
+    if importlib.util.find_spec(_module) is None:
+        pytest.skip(f"{_module} is not installed (the `load` extra)", allow_module_level=True)
 
 COMMAND = [sys.executable, "-m", "loadtest.cli", "loadtest", "flash-sale"]
 RUN_TIMEOUT_S = 240
@@ -83,7 +86,8 @@ def test_a_broken_threshold_fails_the_run(tmp_path: Path) -> None:
     assert "verdict: FAIL" in done.stdout
     record = json.loads((out / "verdict.json").read_text())
     failed = [row["name"] for row in record["rows"] if not row["ok"]]
-    assert failed and all(name.startswith("threshold: ") for name in failed), failed
+    assert "threshold: reserve p99 ms" in failed, failed
+    assert "threshold: fan-out lag p99 ms" in failed, failed
     assert _non_empty(out / "report.html")
 
 

@@ -161,8 +161,19 @@ def test_cpu_meter_counts_this_process() -> None:
     assert cpu.describe({}) == "not measured"
 
 
-def test_a_restarted_run_is_not_a_valid_measurement() -> None:
-    rows = verdict.thresholds({"thresholds": [], "restarts": 1}, locust_code=0)
-    assert [(row.name, row.ok) for row in rows] == [("load generator kept up", False)]
+def test_a_run_the_load_generator_could_not_keep_up_with_fails() -> None:
+    counts = {"fresh_connects": 10}
+    for broken in ({"restarts": 1}, {"generator_cpu_high": True}):
+        rows = verdict.load_checks({"counts": counts, **broken}, users=10)
+        assert _failed(rows) == ["load generator kept up"]
     assert verdict.thresholds({"thresholds": []}, locust_code=0) == []
     assert _failed(verdict.thresholds({"thresholds": []}, locust_code=2)) == ["locust run"]
+
+
+def test_a_run_whose_load_did_not_get_through_fails() -> None:
+    counts = {"fresh_connects": 250, "reserve": 10, "reserve_hold": 4, "reserve_sold_out": 5}
+    counts |= {"reserve_no_answer": 1, "confirm": 2, "confirm_ok": 1, "confirm_expired": 1}
+    assert _failed(verdict.load_checks({"counts": counts}, users=250)) == []
+    assert _failed(verdict.load_checks({"counts": counts}, users=300)) == ["every user connected"]
+    counts["reserve"] = 12  # two started, never answered
+    assert _failed(verdict.load_checks({"counts": counts}, users=250)) == ["every request answered"]

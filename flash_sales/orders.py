@@ -37,6 +37,13 @@ class _Oversold(Exception):
     pass
 
 
+@dataclass
+class _Pending:
+    request: OrderRequest
+    future: asyncio.Future[WriteResult]
+    deadline: float  # loop time after which it is not written any more
+
+
 class OrderWriter:
     def __init__(
         self,
@@ -50,9 +57,7 @@ class OrderWriter:
         self.window_s = window_s
         self.max_batch = max_batch
         self.timeout_s = timeout_s
-        self._queue: asyncio.Queue[tuple[OrderRequest, asyncio.Future[WriteResult]]] = (
-            asyncio.Queue(maxsize=10_000)
-        )
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=10_000)
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
 
@@ -65,17 +70,25 @@ class OrderWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         while not self._queue.empty():
-            _, future = self._queue.get_nowait()
+            future = self._queue.get_nowait().future
             if not future.done():
                 future.set_exception(ConnectionError("the service is stopping"))
 
     async def write(self, request: OrderRequest) -> WriteResult:
         """The order (new, or the one a previous confirm of this reservation made), or Refused.
         Raises on a database failure; then nothing was written, or the order exists already."""
-        future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        # Past its deadline a request is never written: once its caller has given up, the
+        # recovery sweep may roll the hold back, and a late order must not appear after that.
+        pending = _Pending(request, loop.create_future(), loop.time() + self.timeout_s * 2)
         async with asyncio.timeout(self.timeout_s):
-            await self._queue.put((request, future))
-        return await asyncio.wait_for(asyncio.shield(future), self.timeout_s * 2)
+            await self._queue.put(pending)
+        return await asyncio.wait_for(asyncio.shield(pending.future), self.timeout_s * 2)
+
+    @property
+    def longest_wait_s(self) -> float:
+        """How long after `write` was called an order may still be committed."""
+        return self.timeout_s * 3
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -92,27 +105,42 @@ class OrderWriter:
                     break
             await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[OrderRequest, asyncio.Future[WriteResult]]]) -> None:
-        requests = [request for request, _ in batch]
-        try:
-            try:
-                results = await self._write(requests)
-            except _Oversold:
-                results = []
-                for request in requests:
-                    try:
-                        results.extend(await self._write([request]))
-                    except _Oversold:
-                        results.append(Refused())
-            self.batches += 1
-        except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+    async def _commit(self, batch: list[_Pending]) -> None:
+        now = asyncio.get_running_loop().time()
+        live = []
+        for pending in batch:
+            if pending.deadline <= now:
+                pending.future.cancel()  # its caller has given up waiting
+            else:
+                live.append(pending)
+        if not live:
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        try:
+            results = await self._write([p.request for p in live])
+        except (_Oversold, asyncpg.DataError):
+            # One order would oversell or carries data PostgreSQL refuses: write them one by
+            # one, so only that order fails.
+            await self._commit_each(live)
+            return
+        except Exception as exc:
+            for pending in live:
+                pending.future.set_exception(exc)
+            return
+        self.batches += 1
+        for pending, result in zip(live, results, strict=True):
+            pending.future.set_result(result)
+
+    async def _commit_each(self, batch: list[_Pending]) -> None:
+        for pending in batch:
+            try:
+                (result,) = await self._write([pending.request])
+            except _Oversold:
+                result = Refused()
+            except Exception as exc:
+                pending.future.set_exception(exc)
+                continue
+            self.batches += 1
+            pending.future.set_result(result)
 
     async def _write(self, requests: list[OrderRequest]) -> list[WriteResult]:
         async with asyncio.timeout(self.timeout_s), self.pg.acquire() as conn:

@@ -54,8 +54,10 @@ class SaleService:
         self._sales: dict[int, Sale] = {}  # immutable fields (room, price, limits) per sale
         self._dirty_stock: set[int] = set()
         self._last_purchase: dict[int, float] = {}
+        self._pool_checked: dict[int, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self.stuck_confirm_ms = STUCK_CONFIRM_MS
+        # Only a confirm no writer can still commit counts as stuck.
+        self.stuck_confirm_ms = max(STUCK_CONFIRM_MS, int(writer.longest_wait_s * 1000) + 5000)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -119,6 +121,8 @@ class SaleService:
         moved = await self.store.move(sale.id, (SaleState.SCHEDULED, *LIVE_STATES), SaleState.ENDED)
         if moved is not None:
             await self._end(moved)
+        else:
+            await self.lock.close(sale.pool)  # idempotent: finishes a stop interrupted before
         return await self.figures(sale.id)
 
     async def _open(self, sale: Sale) -> None:
@@ -178,15 +182,27 @@ class SaleService:
             raise ApiError(422, "limit", f"qty must be 1-{sale.limit_per_buyer}")
         result = await self.lock.reserve(sale.pool, claims.sub, qty, idempotency_key)
         if isinstance(result, Rejection) and result.reason is RejectReason.UNKNOWN_POOL:
-            if await self.ensure_pool(sale_id):
+            if await self._pool_may_be_lost(sale_id) and await self.ensure_pool(sale_id):
                 result = await self.lock.reserve(sale.pool, claims.sub, qty, idempotency_key)
         if isinstance(result, Rejection):
             raise _rejection(result.reason)
         assert isinstance(result, Hold)
         self._dirty_stock.add(sale.id)
         if result.remaining == 0:
-            await self._sold_out(sale.id)
+            try:
+                await self._sold_out(sale.id)
+            except Exception as exc:  # the hold is made; the scheduler corrects the state
+                log.warning("sale %s: sold-out transition failed: %s", sale.id, exc)
         return _hold_view(result, sale)
+
+    async def _pool_may_be_lost(self, sale_id: int) -> bool:
+        """Whether a missing pool is worth asking PostgreSQL about: at most once a second per
+        sale, so clicks on a sale that has not opened yet do not all reach the database."""
+        now = time.monotonic()
+        if now - self._pool_checked.get(sale_id, 0.0) < 1.0:
+            return False
+        self._pool_checked[sale_id] = now
+        return True
 
     async def ensure_pool(self, sale_id: int) -> bool:
         """Rebuild the sale's pool from PostgreSQL if Redis lost it while the sale is live.
@@ -206,8 +222,11 @@ class SaleService:
         return await self.lock.exists(sale.pool)
 
     async def _hold_of(self, reservation_id: str, claims: Claims) -> tuple[Sale, Any]:
-        pool = pool_of(reservation_id)
-        if pool is None or not pool.isdigit():
+        try:
+            pool = pool_of(reservation_id)
+        except ValueError:
+            raise not_found("no such reservation") from None
+        if not pool.isdigit() or len(pool) > 18:
             raise not_found("no such reservation")
         sale = await self._cached(int(pool))
         hold = await self.lock.get_hold(reservation_id)
@@ -342,8 +361,13 @@ class SaleService:
                 if moved is not None:
                     await self._end(moved)
         for sale in await self.store.live():
-            if not await self.lock.exists(sale.pool):
+            snap = await self.lock.snapshot(sale.pool)
+            if snap is None:
                 await self.ensure_pool(sale.id)
+            elif sale.state is SaleState.OPEN and snap.remaining == 0:
+                await self._sold_out(sale.id)  # a reserve in another process raced an expiry
+            elif sale.state is SaleState.SOLD_OUT and snap.remaining > 0:
+                await self._reopen_if_stock(sale.id)
 
     async def sweep_expired(self) -> None:
         for result in await self.lock.expire_due_all():

@@ -188,6 +188,9 @@ class Connection:
                 await self._idle.wait()
                 self._writer.cancel()
                 await self.websocket.close(code=code, reason=reason)
+        except TimeoutError:
+            if self._direct is not None:
+                self._direct.abort()  # it never read its close frame: drop the socket
         except Exception:
             pass
         finally:

@@ -255,7 +255,11 @@ class RoomHub:
         )
         self._critical, self._state, self._lossy, self._lossy_skipped = [], {}, [], 0
         for connection in list(self.connections):
-            connection.offer(frame)
+            try:
+                connection.offer(frame)
+            except Exception:  # one broken connection must not cost the others this frame
+                log.exception("room %s: offering a frame failed; closing that viewer", self.room)
+                connection.close(CloseCode.SERVICE_RESTART, "internal error: reconnect")
         return frame
 
     async def _tick_loop(self) -> None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from rooms.text import storable
+
 
 class CloseCode(IntEnum):
     """Close codes the server sends; docs/protocol.md says what a client should do on each."""
@@ -51,6 +53,8 @@ def _string(body: dict[str, Any], name: str, max_len: int, ref: str | None) -> s
     value = body.get(name)
     if not isinstance(value, str) or not value or len(value) > max_len:
         raise ProtocolError("invalid", f"{name} must be a string of 1-{max_len} characters", ref)
+    if not storable(value):
+        raise ProtocolError("invalid", f"{name} must be valid text without NUL characters", ref)
     return value
 
 

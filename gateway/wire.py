@@ -42,10 +42,20 @@ class DirectSocket:
         """True if written; False when the transport is paused or the socket is closing (the
         caller then queues the frame and its writer waits for the socket)."""
         p = self._protocol
-        if not p.handshake_complete or p.close_sent or p.disconnected or not p.writable.is_set():
+        if (
+            not p.handshake_complete
+            or p.close_sent
+            or p.disconnected
+            or not p.writable.is_set()
+            or p.transport.is_closing()
+        ):
             return False
         p.transport.write(data)
         return True
+
+    def abort(self) -> None:
+        """Drop the connection without a close handshake (a client that stopped reading)."""
+        self._protocol.transport.abort()
 
 
 class FrameEncoder:

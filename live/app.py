@@ -79,13 +79,16 @@ def process_id() -> str:
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
+    # A burst waits for a free connection (up to the I/O timeout) instead of failing.
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
         socket_timeout=settings.io_timeout_s,
         socket_connect_timeout=settings.io_timeout_s,
         health_check_interval=15,
         max_connections=512,
+        timeout=settings.io_timeout_s,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def services(app: Starlette) -> Services:

@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 
 from rooms.errors import ApiError, bad_request, invalid
+from rooms.text import storable
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -41,6 +42,8 @@ def text_field(body: dict[str, Any], name: str, *, max_len: int, default: str | 
         raise invalid(f"{name} must be a non-empty string")
     if len(value) > max_len:
         raise invalid(f"{name} must be at most {max_len} characters")
+    if not storable(value):
+        raise invalid(f"{name} must be valid text without NUL characters")
     return value
 
 

@@ -437,3 +437,28 @@ async def test_purchase_shows_a_name_only_when_allowed(
         names = [e["data"]["name"] for e in purchases if e["type"] == "purchase"]
         await asyncio.sleep(0.6)  # purchases are sampled: one per sale per 0.5 s
     assert names == [None, "Bob"]
+
+
+@pytest.mark.parametrize("payment_ref", ["nul\u0000byte", "lone\ud800surrogate"])
+async def test_unstorable_payment_ref_is_refused_and_the_hold_stays(
+    client: httpx.AsyncClient, settings: Settings, payment_ref: str
+) -> None:
+    sale = await open_sale(client, settings, stock=1)
+    held = await reserve(client, settings, sale["id"], "ann")
+    refused = await client.post(
+        f"/api/reservations/{held.json()['id']}/confirm",
+        content=json.dumps({"payment_ref": payment_ref}).encode(),
+        headers={**auth(settings, "ann"), "content-type": "application/json"},
+    )
+    assert refused.status_code == 422
+    assert (await confirm(client, settings, held.json()["id"], "ann")).status_code == 201
+
+
+async def test_malformed_reservation_ids_are_not_found(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    await open_sale(client, settings, stock=1)
+    for bad in ("nodot", "1.x", "99999999999999999999.1", "a.1"):
+        response = await confirm(client, settings, bad, "ann")
+        assert response.status_code == 404, (bad, response.text)
+        assert response.json()["error"] == "not_found"

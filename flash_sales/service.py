@@ -67,6 +67,7 @@ class SaleService:
             asyncio.create_task(_every(0.25, self.run_scheduler), name="sales-scheduler"),
             asyncio.create_task(_every(0.25, self.sweep_expired), name="sales-expiry"),
             asyncio.create_task(_every(2.0, self.recover_confirms), name="sales-recovery"),
+            asyncio.create_task(_every(5.0, self.drop_finished_pools), name="sales-cleanup"),
             asyncio.create_task(_every(STOCK_INTERVAL_S, self.announce_stock), name="sales-stock"),
         ]
 
@@ -393,6 +394,19 @@ class SaleService:
                     if pool.isdigit():
                         self._dirty_stock.add(int(pool))
                 log.warning("recovered interrupted confirm %s: order %s", hold.id, bool(order))
+
+    async def drop_finished_pools(self) -> None:
+        """A pool whose sale has ended and that has no hold in flight is only memory (and work
+        for every sweeper): drop it. Orders stay in PostgreSQL; a retried confirm finds them."""
+        for pool in await self.lock.pools():
+            if not pool.isdigit() or len(pool) > 18:
+                continue
+            snap = await self.lock.snapshot(pool)
+            if snap is None or not snap.closed or snap.held or snap.confirming:
+                continue
+            sale = await self.store.get(int(pool))
+            if sale is not None and sale.state is SaleState.ENDED:
+                await self.lock.drop(pool)
 
 
 def _rejection(reason: RejectReason) -> ApiError:

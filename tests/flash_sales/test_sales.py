@@ -462,3 +462,29 @@ async def test_malformed_reservation_ids_are_not_found(
         response = await confirm(client, settings, bad, "ann")
         assert response.status_code == 404, (bad, response.text)
         assert response.json()["error"] == "not_found"
+
+
+async def test_an_ended_sale_without_holds_in_flight_leaves_redis(
+    client: httpx.AsyncClient, settings: Settings, served: Served
+) -> None:
+    sale = await open_sale(client, settings, stock=3)
+    sales = served.services.sales
+    held = await reserve(client, settings, sale["id"], "ann")
+    order = await confirm(client, settings, held.json()["id"], "ann")
+    pending = await reserve(client, settings, sale["id"], "bob")
+    host = auth(settings, "host", Role.HOST)
+    assert (await client.post(f"/api/sales/{sale['id']}/stop", headers=host)).status_code == 200
+    await sales.drop_finished_pools()
+    assert await sales.lock.exists(str(sale["id"]))  # bob's hold is still in flight
+    cancelled = await client.delete(
+        f"/api/reservations/{pending.json()['id']}", headers=auth(settings, "bob")
+    )
+    assert cancelled.status_code == 200
+    await sales.drop_finished_pools()
+    assert not await sales.lock.exists(str(sale["id"]))
+    again = await confirm(client, settings, held.json()["id"], "ann")
+    assert (again.status_code, again.json()["id"]) == (201, order.json()["id"])
+    late = await reserve(client, settings, sale["id"], "carol")
+    assert late.json()["error"] == "not_open"
+    numbers = await figures(client, settings, sale["id"])
+    assert (numbers["sold"], numbers["remaining"], numbers["held"]) == (1, 2, 0)

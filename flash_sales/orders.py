@@ -110,7 +110,8 @@ class OrderWriter:
         live = []
         for pending in batch:
             if pending.deadline <= now:
-                pending.future.cancel()  # its caller has given up waiting
+                pending.future.set_exception(TimeoutError("the order was not written in time"))
+                pending.future.exception()  # its caller may have given up: nothing to log
             else:
                 live.append(pending)
         if not live:

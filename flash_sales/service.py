@@ -21,6 +21,7 @@ from flash_sales.orders import OrderWriter, Refused
 from flash_sales.store import SaleStore
 from inventory_lock import (
     Hold,
+    HoldRecord,
     HoldState,
     InventoryLock,
     Rejection,
@@ -222,7 +223,7 @@ class SaleService:
             self._dirty_stock.add(sale.id)
         return await self.lock.exists(sale.pool)
 
-    async def _hold_of(self, reservation_id: str, claims: Claims) -> tuple[Sale, Any]:
+    async def _hold_of(self, reservation_id: str, claims: Claims) -> tuple[Sale, HoldRecord | None]:
         try:
             pool = pool_of(reservation_id)
         except ValueError:

@@ -488,3 +488,20 @@ async def test_an_ended_sale_without_holds_in_flight_leaves_redis(
     assert late.json()["error"] == "not_open"
     numbers = await figures(client, settings, sale["id"])
     assert (numbers["sold"], numbers["remaining"], numbers["held"]) == (1, 2, 0)
+
+
+async def test_an_order_its_caller_gave_up_on_is_never_written(
+    client: httpx.AsyncClient, settings: Settings, served: Served
+) -> None:
+    from flash_sales.orders import OrderWriter
+
+    sale = await open_sale(client, settings, stock=2)
+    writer = OrderWriter(served.services.pg, timeout_s=0.2)  # not started: nothing drains it
+    request = OrderRequest(f"{sale['id']}.999", sale["id"], "ann", 1, 500, "pay")
+    with pytest.raises(TimeoutError):
+        await writer.write(request)
+    writer.start()  # the queued request is past its deadline now
+    await asyncio.sleep(0.3)
+    await writer.stop()
+    assert await served.services.sales.store.order(request.reservation_id) is None
+    assert (await figures(client, settings, sale["id"]))["sold"] == 0

@@ -279,13 +279,13 @@ class SaleService:
         return result.view()
 
     async def _existing_order(self, reservation_id: str) -> dict[str, Any]:
+        """The order of a hold already confirmed (or dropped with its ended sale)."""
         try:
             order = await self.store.order(reservation_id)
         except Exception:
             raise unavailable("orders are unavailable for a moment; retry the confirm") from None
         if order is None:
             raise ApiError(409, "conflict", "the hold is confirmed but its order is not found")
-        await self.lock.finish_confirm(reservation_id)  # a replay after a lost reply: no-op
         return order.view()
 
     async def cancel(self, reservation_id: str, claims: Claims) -> dict[str, Any]:

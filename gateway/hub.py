@@ -2,22 +2,32 @@
 each tick turns what arrived into one frame, encoded once, offered to every local viewer.
 
 Lanes decide what a busy tick keeps: every critical event; the latest state event per key
-(stock of a sale, viewer count); lossy events up to a per-tick cap, the rest counted as skipped.
-A gap in sequence numbers (a lost pub/sub message, a Redis reconnect) is filled from the log.
+(stock of a sale, viewer count); the most recent lossy events up to a per-tick cap, the rest
+counted as skipped. A gap in sequence numbers (a lost pub/sub message, a Redis reconnect) is
+filled from the log.
+
+A big room is split into groups of up to GROUP_SIZE viewers whose ticks are spread evenly over
+the tick: writing a frame costs a syscall per viewer, so one burst to 10,000 sockets would make
+the last viewer wait for the other 9,999 (and for their readers); staggered groups keep every
+burst short. Each group's frame holds what arrived since that group's previous frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway import metrics
 from gateway.connection import Connection, Frame
 from gateway.protocol import CloseCode, events_frame, snapshot_frame
+from gateway.wire import ENCODER
 from rooms.log import Replay
 
 log = logging.getLogger("live.gateway")
@@ -30,10 +40,18 @@ GAP_FILL_LIMIT = 2000
 SNAPSHOT_ATTEMPTS = 20
 
 
+WRITE_SHARE = 0.7  # the most of a tick that writing its frames may take before it stretches
+TICK_RELAX = 0.9  # a stretched tick shrinks back by this factor per tick once writes are quick
+
+
 @dataclass(frozen=True)
 class HubConfig:
     tick_s: float = 0.05
     lossy_per_tick: int = 20
+    max_tick_s: float = 0.2  # how far a room too big to write every tick_s may stretch its tick
+
+
+GROUP_SIZE = 500  # viewers written in one burst; a bigger room's viewers are split in groups
 
 
 @dataclass
@@ -42,6 +60,15 @@ class _Event:
     raw: bytes
     lane: str
     state_key: str
+
+
+@dataclass(eq=False)
+class _Group:
+    """Viewers flushed together, and what their last frame covered."""
+
+    cursor: int  # the room's seq when this group was last flushed
+    lossy_seen: int  # the room's count of lossy events then
+    members: set[Connection] = field(default_factory=set)
 
 
 def _lane_and_key(event: dict[str, object]) -> tuple[str, str]:
@@ -90,13 +117,19 @@ class RoomHub:
         self._read_since = read_since
         self._position = position
         self._snapshot = snapshot
-        self.connections: set[Connection] = set()
+        self.connections: set[Connection] = set()  # change through add() and discard()
         self.epoch = ""
         self.seq = 0
+        self.tick_s = config.tick_s
+        # What some group has not been offered yet: critical events past the oldest cursor, the
+        # latest state event per key, the most recent lossy events, and how many lossy came.
         self._critical: list[_Event] = []
         self._state: dict[str, _Event] = {}
-        self._lossy: list[_Event] = []
-        self._lossy_skipped = 0
+        self._lossy: deque[_Event] = deque(maxlen=config.lossy_per_tick)
+        self._lossy_count = 0
+        self._groups: list[_Group] = []
+        self._group_of: dict[Connection, _Group] = {}
+        self._next_group = 0
         self._filling = False
         self._held: list[bytes] = []
         self._tick_task: asyncio.Task[None] | None = None
@@ -115,6 +148,29 @@ class RoomHub:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    # -- viewers --------------------------------------------------------------------------
+
+    def add(self, connection: Connection) -> None:
+        """A viewer joins the least full group, or a new one. A new group starts at the current
+        seq: the viewer's snapshot or replay is read after this and covers what came before."""
+        group = min(self._groups, key=lambda g: len(g.members), default=None)
+        if group is None or len(group.members) >= GROUP_SIZE:
+            group = _Group(self.seq, self._lossy_count)
+            self._groups.append(group)
+        group.members.add(connection)
+        self._group_of[connection] = group
+        self.connections.add(connection)
+
+    def discard(self, connection: Connection) -> None:
+        group = self._group_of.pop(connection, None)
+        self.connections.discard(connection)
+        if group is None:
+            return
+        group.members.discard(connection)
+        if not group.members:
+            self._groups.remove(group)
+            self._next_group = 0
 
     # -- events in ------------------------------------------------------------------------
 
@@ -182,7 +238,8 @@ class RoomHub:
         self._critical.clear()
         self._state.clear()
         self._lossy.clear()
-        self._lossy_skipped = 0
+        for group in self._groups:
+            group.cursor, group.lossy_seen = seq, self._lossy_count
         self.resync([c for c in self.connections if c.is_synced and not c.closed])
 
     def resync(self, connections: list[Connection]) -> None:
@@ -224,53 +281,94 @@ class RoomHub:
         if lane == "state":
             self._state[key] = _Event(seq, raw, lane, key)
         elif lane == "lossy":
-            if len(self._lossy) < self.config.lossy_per_tick:
-                self._lossy.append(_Event(seq, raw, lane, ""))
-            else:
-                self._lossy_skipped += 1
-                metrics.LOSSY_DROPPED.inc()
+            self._lossy.append(_Event(seq, raw, lane, ""))
+            self._lossy_count += 1
         else:
             self._critical.append(_Event(seq, raw, lane, ""))
 
     # -- frames out ---------------------------------------------------------------------
 
-    def flush(self) -> Frame | None:
-        """Build this tick's frame (once) and offer it to every local viewer."""
-        if not (self._critical or self._state or self._lossy or self._lossy_skipped):
+    def flush(self) -> None:
+        """Offer every group what it has not had yet, now (on shutdown)."""
+        for group in list(self._groups):
+            self._flush_group(group)
+
+    def _flush_group(self, group: _Group) -> None:
+        """Build the group's frame (once for all its viewers) and offer it to each of them."""
+        frame = self._frame_since(group.cursor, self._lossy_count - group.lossy_seen)
+        group.cursor, group.lossy_seen = self.seq, self._lossy_count
+        self._forget_offered()
+        if frame is None:
+            return
+        written = 0
+        for connection in list(group.members):
+            try:
+                written += connection.offer(frame)
+            except Exception:  # one broken connection must not cost the others this frame
+                log.exception("room %s: offering a frame failed; closing that viewer", self.room)
+                connection.close(CloseCode.SERVICE_RESTART, "internal error: reconnect")
+        metrics.FRAMES_SENT.inc(written)
+
+    def _frame_since(self, cursor: int, lossy_arrived: int) -> Frame | None:
+        """The frame for viewers offered everything up to `cursor`; `lossy_arrived` lossy events
+        came since, of which the most recent (up to the cap) are kept and the rest skipped."""
+        start = bisect.bisect_right(self._critical, cursor, key=lambda e: e.seq)
+        kept = [*self._critical[start:], *(e for e in self._state.values() if e.seq > cursor)]
+        lossy = [e for e in self._lossy if e.seq > cursor]
+        skipped = lossy_arrived - len(lossy)
+        if not (kept or lossy or skipped):
             return None
-        kept = sorted([*self._critical, *self._state.values()], key=lambda e: e.seq)
-        everything = sorted([*kept, *self._lossy], key=lambda e: e.seq)
-        skipped = self._lossy_skipped
+        metrics.LOSSY_DROPPED.inc(skipped)
+        kept.sort(key=lambda e: e.seq)
+        everything = sorted([*kept, *lossy], key=lambda e: e.seq) if lossy else kept
         full = events_frame([e.raw for e in everything], skipped)
-        if self._lossy or skipped:
-            left_out = skipped + len(self._lossy)
+        if lossy or skipped:
+            left_out = skipped + len(lossy)
             reduced: str | None = events_frame([e.raw for e in kept], left_out) if kept else ""
         else:
             reduced = None
         last_seq = everything[-1].seq if everything else self.seq
         first_seq = everything[0].seq if everything else 0
         events = tuple((e.seq, e.raw) for e in everything)
-        frame = Frame(
-            full, reduced, last_seq, self.epoch, first_seq, events, skipped, len(self._lossy)
+        wire = ENCODER.encode(full)
+        return Frame(
+            full, reduced, last_seq, self.epoch, first_seq, events, skipped, len(lossy), wire
         )
-        self._critical, self._state, self._lossy, self._lossy_skipped = [], {}, [], 0
-        for connection in list(self.connections):
-            try:
-                connection.offer(frame)
-            except Exception:  # one broken connection must not cost the others this frame
-                log.exception("room %s: offering a frame failed; closing that viewer", self.room)
-                connection.close(CloseCode.SERVICE_RESTART, "internal error: reconnect")
-        return frame
+
+    def _forget_offered(self) -> None:
+        """Critical events every group has been offered are not needed any more."""
+        oldest = min((g.cursor for g in self._groups), default=self.seq)
+        done = bisect.bisect_right(self._critical, oldest, key=lambda e: e.seq)
+        if done:
+            del self._critical[:done]
+
+    def _stretch(self, group_flush_s: float, groups: int) -> None:
+        """Adapt the tick to the room's size: when writing a frame to every group would take
+        more than WRITE_SHARE of the tick, the tick stretches (up to max_tick_s), so a big room
+        gets fewer, fuller frames and the process keeps time; once writes are quick again it
+        relaxes back to tick_s (by TICK_RELAX per tick, whatever the number of groups)."""
+        needed = group_flush_s * groups / WRITE_SHARE
+        relaxed = self.tick_s * (1 - (1 - TICK_RELAX) / groups)
+        longest = max(self.config.max_tick_s, self.config.tick_s)
+        self.tick_s = min(longest, max(self.config.tick_s, needed, relaxed))
 
     async def _tick_loop(self) -> None:
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
         while True:
-            next_tick += self.config.tick_s
+            groups = max(1, len(self._groups))
+            next_tick += self.tick_s / groups
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            started = time.perf_counter()
             try:
-                self.flush()
+                if self._groups:
+                    self._next_group %= len(self._groups)
+                    self._flush_group(self._groups[self._next_group])
+                    self._next_group += 1
+                else:
+                    self._forget_offered()
             except Exception:  # a bad event must not stop the room
                 log.exception("room %s: tick failed", self.room)
-            if loop.time() - next_tick > self.config.tick_s * 10:
+            self._stretch(time.perf_counter() - started, groups)
+            if loop.time() - next_tick > self.tick_s * 10:
                 next_tick = loop.time()  # far behind (loop stalled): do not burst to catch up

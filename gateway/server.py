@@ -48,6 +48,7 @@ MESSAGES_PER_S = 20
 @dataclass(frozen=True)
 class GatewayConfig:
     tick_s: float = 0.05
+    max_tick_s: float = 0.2
     lossy_per_tick: int = 20
     backpressure: Backpressure = field(default_factory=Backpressure)
     allowed_origins: tuple[str, ...] = ()  # empty: any origin
@@ -125,7 +126,9 @@ class Gateway:
         async with self._hub_lock:
             hub = self.hubs.get(room)
             if hub is None:
-                config = HubConfig(self.config.tick_s, self.config.lossy_per_tick)
+                config = HubConfig(
+                    self.config.tick_s, self.config.lossy_per_tick, self.config.max_tick_s
+                )
                 hub = RoomHub(room, config, self.log.read_since, self.log.position, self._snapshot)
                 channel = self.log.keys(room).channel
                 await hub.start()
@@ -134,7 +137,7 @@ class Gateway:
                 # Subscribed after the hub knows the log position: what is published before the
                 # subscription takes effect shows up as a gap (next event, or the catch-up loop).
                 await self.subscriber.subscribe(channel)
-            hub.connections.add(connection)
+            hub.add(connection)
             connection.on_stale = lambda stale: hub.resync([stale])
             metrics.CONNECTIONS.inc()
             return hub
@@ -142,7 +145,7 @@ class Gateway:
     async def _leave(self, hub: RoomHub, connection: Connection) -> None:
         async with self._hub_lock:
             if connection in hub.connections:
-                hub.connections.discard(connection)
+                hub.discard(connection)
                 metrics.CONNECTIONS.dec()
             if hub.connections or self.hubs.get(hub.room) is not hub:
                 return

@@ -30,6 +30,8 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
 class DirectSocket:
     """Writes pre-framed bytes to one viewer's transport when that is safe right now."""
 
+    __slots__ = ("_protocol",)
+
     def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
         self._protocol = protocol
 

@@ -155,6 +155,7 @@ def create_app(settings: Settings) -> Starlette:
             gateway = Gateway(
                 GatewayConfig(
                     tick_s=settings.tick_ms / 1000,
+                    max_tick_s=settings.max_tick_ms / 1000,
                     lossy_per_tick=settings.lossy_per_tick,
                     backpressure=Backpressure(
                         high_water=settings.queue_high_water,

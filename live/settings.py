@@ -29,6 +29,7 @@ class Settings:
     data_dir: Path = Path(".live")
     jwt_secret: str = ""  # required in production; generated and kept in data_dir otherwise
     tick_ms: int = 50
+    max_tick_ms: int = 200  # how far a big room may stretch its tick (never below tick_ms)
     lossy_per_tick: int = 20  # comments and purchases per room per tick; the rest are counted
     queue_high_water: int = 32  # frames queued for a viewer before lossy events are left out
     queue_hard_limit: int = 256  # frames queued before the slow-consumer grace period starts
@@ -76,6 +77,10 @@ class Settings:
             raise SettingsError(f"LIVE_WORKERS must be at least 1, not {self.workers}")
         if not 1 <= self.tick_ms <= 5000:
             raise SettingsError(f"LIVE_TICK_MS must be between 1 and 5000, not {self.tick_ms}")
+        if not 1 <= self.max_tick_ms <= 5000:
+            raise SettingsError(
+                f"LIVE_MAX_TICK_MS must be between 1 and 5000, not {self.max_tick_ms}"
+            )
         if not self.database_schema.isidentifier():
             raise SettingsError(
                 f"LIVE_DATABASE_SCHEMA must be an identifier: {self.database_schema!r}"

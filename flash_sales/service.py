@@ -20,12 +20,15 @@ from flash_sales.model import LIVE_STATES, OrderRequest, Sale, SaleState, due_tr
 from flash_sales.orders import OrderWriter, Refused
 from flash_sales.store import SaleStore
 from inventory_lock import (
+    BatcherFull,
     Hold,
     HoldRecord,
     HoldState,
     InventoryLock,
     Rejection,
     RejectReason,
+    ReserveBatcher,
+    ReserveResult,
     TransitionReason,
     pool_of,
 )
@@ -50,6 +53,7 @@ class SaleService:
     ):
         self.store = store
         self.lock = lock
+        self.reserver = ReserveBatcher(lock)  # the burst's reserves, one script call per batch
         self.log = room_log
         self.writer = writer
         self._sales: dict[int, Sale] = {}  # immutable fields (room, price, limits) per sale
@@ -182,10 +186,10 @@ class SaleService:
             raise invalid("Idempotency-Key must be 1-128 characters")
         if not 0 < qty <= sale.limit_per_buyer:
             raise ApiError(422, "limit", f"qty must be 1-{sale.limit_per_buyer}")
-        result = await self.lock.reserve(sale.pool, claims.sub, qty, idempotency_key)
+        result = await self._reserve(sale.pool, claims.sub, qty, idempotency_key)
         if isinstance(result, Rejection) and result.reason is RejectReason.UNKNOWN_POOL:
             if await self._pool_may_be_lost(sale_id) and await self.ensure_pool(sale_id):
-                result = await self.lock.reserve(sale.pool, claims.sub, qty, idempotency_key)
+                result = await self._reserve(sale.pool, claims.sub, qty, idempotency_key)
         if isinstance(result, Rejection):
             raise _rejection(result.reason)
         assert isinstance(result, Hold)
@@ -196,6 +200,12 @@ class SaleService:
             except Exception as exc:  # the hold is made; the scheduler corrects the state
                 log.warning("sale %s: sold-out transition failed: %s", sale.id, exc)
         return _hold_view(result, sale)
+
+    async def _reserve(self, pool: str, buyer: str, qty: int, key: str) -> ReserveResult:
+        try:
+            return await self.reserver.reserve(pool, buyer, qty, key)
+        except BatcherFull:
+            raise unavailable("too many reservations waiting; retry") from None
 
     async def _pool_may_be_lost(self, sale_id: int) -> bool:
         """Whether a missing pool is worth asking PostgreSQL about: at most once a second per

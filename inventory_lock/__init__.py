@@ -7,8 +7,11 @@ replay-safe and timed by the Redis server's clock. Keys of pool P share one hash
 from a per-pool counter seeded with the server time in microseconds so that ids are never reused
 after a drop or a rebuild. Invariant: stock = remaining + held + confirming + confirmed, and per
 buyer held + confirming + confirmed <= limit; `InventoryLock.check` recomputes both.
+Reserves go in batches (one script call answers many requests of one pool, each as a single
+reserve would); `ReserveBatcher` gathers the requests that arrive together into those batches.
 """
 
+from inventory_lock.batcher import BatcherFull, ReserveBatcher
 from inventory_lock.engine import InventoryLock
 from inventory_lock.keys import pool_of
 from inventory_lock.results import (
@@ -29,6 +32,7 @@ from inventory_lock.results import (
 )
 
 __all__ = [
+    "BatcherFull",
     "CheckReport",
     "ExpiryResult",
     "Hold",
@@ -39,6 +43,7 @@ __all__ = [
     "PoolReason",
     "RejectReason",
     "Rejection",
+    "ReserveBatcher",
     "ReserveRequest",
     "ReserveResult",
     "Snapshot",

@@ -52,6 +52,8 @@ def check_dump(pool: str, reply: list[Any] | None) -> CheckReport | None:
         problems.append(
             f"expiry index != held holds: {sorted(set(due.items()) ^ set(held.items()))[:5]}"
         )
+    if due and meta.get("next_due", 0) > min(due.values()):
+        problems.append(f"next_due {meta['next_due']} is after the earliest expiry")
     confirming = {hold.id for hold in holds if hold.state is HoldState.CONFIRMING}
     if {text(hold_id) for hold_id in confirming_raw} != confirming:
         problems.append("confirming index != confirming holds")

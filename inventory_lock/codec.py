@@ -40,6 +40,15 @@ def record(hold_id: str, raw: bytes | str) -> HoldRecord:
     )
 
 
+def reserve_replies(reply: list[Any], count: int) -> list[ReserveResult]:
+    """The answers of one lua/reserve.lua call of `count` requests, in request order."""
+    if reply and isinstance(reply[0], bytes | str):  # the whole call was refused
+        return [Rejection(RejectReason(text(reply[1])))] * count
+    if len(reply) != count:
+        raise ValueError(f"reserve answered {len(reply)} of {count} requests")
+    return [reserve_reply(item) for item in reply]
+
+
 def reserve_reply(reply: list[Any]) -> ReserveResult:
     if text(reply[0]) == "rejected":
         return Rejection(RejectReason(text(reply[1])))

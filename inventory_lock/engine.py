@@ -16,6 +16,7 @@ from inventory_lock import codec
 from inventory_lock.check import check_dump
 from inventory_lock.keys import (
     MAX_BATCH,
+    MAX_RESERVE_BATCH,
     PoolKeys,
     check_prefix,
     hold_ms_of,
@@ -23,6 +24,7 @@ from inventory_lock.keys import (
     registry_key,
     valid_count,
     valid_pool,
+    valid_request,
     valid_text,
 )
 from inventory_lock.results import (
@@ -137,20 +139,32 @@ class InventoryLock:
 
     async def reserve(self, pool: str, buyer: str, qty: int, idempotency_key: str) -> ReserveResult:
         """A hold of `qty`, or the same hold again for a known (buyer, idempotency key)."""
-        request = ReserveRequest(pool, buyer, qty, idempotency_key)
-        if not _valid_request(request):
-            return Rejection(RejectReason.INVALID)
-        keys, args = self._reserve_call(request)
-        return codec.reserve_reply(await self._scripts.call("reserve", keys, args))
+        return (await self.reserve_many([ReserveRequest(pool, buyer, qty, idempotency_key)]))[0]
 
     async def reserve_many(self, requests: Sequence[ReserveRequest]) -> list[ReserveResult]:
-        """`reserve` for each request, sent as one pipeline; results in request order."""
+        """Each request answered as `reserve` would, one after another in request order.
+
+        The requests of one pool go in one script call (one per MAX_RESERVE_BATCH of them);
+        calls for several pools go in one pipeline. Results come back in request order.
+        """
         results: list[ReserveResult] = [Rejection(RejectReason.INVALID)] * len(requests)
-        valid = [i for i, request in enumerate(requests) if _valid_request(request)]
-        calls = [self._reserve_call(requests[i]) for i in valid]
-        replies = await self._scripts.call_many("reserve", calls) if calls else []
-        for i, reply in zip(valid, replies, strict=True):
-            results[i] = codec.reserve_reply(reply)
+        by_pool: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            if valid_request(request):
+                by_pool.setdefault(request.pool, []).append(i)
+        chunks = [
+            indexes[start : start + MAX_RESERVE_BATCH]
+            for indexes in by_pool.values()
+            for start in range(0, len(indexes), MAX_RESERVE_BATCH)
+        ]
+        calls = [self._reserve_call([requests[i] for i in chunk]) for chunk in chunks]
+        if len(calls) == 1:
+            replies = [await self._scripts.call("reserve", *calls[0])]
+        else:
+            replies = await self._scripts.call_many("reserve", calls) if calls else []
+        for chunk, reply in zip(chunks, replies, strict=True):
+            for i, result in zip(chunk, codec.reserve_replies(reply, len(chunk)), strict=True):
+                results[i] = result
         return results
 
     async def begin_confirm(self, hold_id: str) -> Transition:
@@ -213,15 +227,9 @@ class InventoryLock:
         reply = await self._scripts.call(name, self.keys(pool).all, [hold_id, *args])
         return codec.transition_reply(hold_id, reply)
 
-    def _reserve_call(self, request: ReserveRequest) -> Call:
-        args: list[EncodableT] = [request.pool, request.buyer, request.qty]
-        return self.keys(request.pool).all, [*args, request.idempotency_key, self._reclaim_batch]
-
-
-def _valid_request(request: ReserveRequest) -> bool:
-    return (
-        valid_pool(request.pool)
-        and valid_text(request.buyer)
-        and valid_text(request.idempotency_key)
-        and valid_count(request.qty)
-    )
+    def _reserve_call(self, requests: Sequence[ReserveRequest]) -> Call:
+        """One lua/reserve.lua call for requests of one pool."""
+        args: list[EncodableT] = [requests[0].pool, self._reclaim_batch]
+        for request in requests:
+            args += (request.buyer, request.qty, request.idempotency_key)
+        return self.keys(requests[0].pool).all, args

@@ -10,10 +10,13 @@ import math
 import re
 from dataclasses import dataclass
 
+from inventory_lock.results import ReserveRequest
+
 MAX_TEXT_BYTES = 200
 MAX_COUNT = 1_000_000_000
 MAX_HOLD_MS = 86_400_000
 MAX_BATCH = 10_000
+MAX_RESERVE_BATCH = 500  # requests per reserve script call, as in lua/reserve.lua
 _POOL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _HOLD_RE = re.compile(r"([A-Za-z0-9_-]{1,64})\.([0-9]{1,18})")
 
@@ -68,6 +71,15 @@ def valid_text(value: object) -> bool:
 
 def valid_count(value: object, minimum: int = 1, maximum: int = MAX_COUNT) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum
+
+
+def valid_request(request: ReserveRequest) -> bool:
+    return (
+        valid_pool(request.pool)
+        and valid_text(request.buyer)
+        and valid_text(request.idempotency_key)
+        and valid_count(request.qty)
+    )
 
 
 def hold_ms_of(hold_seconds: object) -> int | None:

@@ -1,6 +1,8 @@
 -- Prepended to every script of this folder when it is loaded.
 -- KEYS (one pool, one hash tag): meta, holds, buyers, due, confirming, idem.
 -- A hold record is "state|qty|expires_ms|updated_ms|buyer"; buyer comes last, so it may hold '|'.
+-- META's next_due is a lower bound of every expiry in DUE (reserve reclaims only once it is
+-- reached): whatever adds to DUE lowers it; only a reclaim that emptied DUE of due holds raises it.
 -- Numbers go through int() because Lua 5.1 prints large doubles in exponent form.
 local META, HOLDS, BUYERS, DUE, CONFIRMING, IDEM = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local MAX_TEXT, MAX_COUNT, MAX_HOLD_MS, MAX_BATCH = 200, 1000000000, 86400000, 10000
@@ -78,7 +80,8 @@ local function release(id, h, state, now)
   return save(id, h, state, now)
 end
 
--- Expires up to `batch` holds due at `now`; returns how many holds and how much stock came back.
+-- Expires up to `batch` holds due at `now`; returns how many holds and how much stock came back,
+-- and how many ids it took from DUE (fewer than `batch`: none due is left).
 local function reclaim(now, batch)
   local ids = redis.call('ZRANGEBYSCORE', DUE, '-inf', int(now), 'LIMIT', 0, batch)
   local holds, qty = 0, 0
@@ -92,7 +95,7 @@ local function reclaim(now, batch)
       redis.call('ZREM', DUE, id)
     end
   end
-  return holds, qty
+  return holds, qty, #ids
 end
 
 -- The hold a transition script acts on and its record, or nil, nil and why it cannot.

@@ -15,6 +15,9 @@ if h.state == 'confirming' then
   end
   redis.call('ZREM', CONFIRMING, id)
   redis.call('ZADD', DUE, int(h.exp), id)
+  if h.exp < tonumber(redis.call('HGET', META, 'next_due') or '0') then
+    redis.call('HSET', META, 'next_due', int(h.exp))
+  end
   return {1, '', shift(id, h, 'held', now_ms())}
 end
 if (to_stock and h.state == 'released') or (not to_stock and h.state == 'held') then

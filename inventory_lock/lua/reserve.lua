@@ -1,42 +1,134 @@
--- ARGV: pool, buyer, qty, idempotency key, reclaim batch.
--- Reply: {'hold', id, record, remaining, replay 0|1} or {'rejected', reason}.
--- Counters are read once and written once (the hot path: every buy attempt runs this).
-local pool, buyer, idem = ARGV[1], ARGV[2], ARGV[4]
-local qty = count_arg(ARGV[3], 1, MAX_COUNT)
-local batch = count_arg(ARGV[5], 1, MAX_BATCH)
-if not (pool_arg(pool) and text_arg(buyer) and text_arg(idem) and qty and batch) then
+-- Reserves for a batch of requests on one pool, answering each exactly as that many single
+-- reserves would in request order (a repeated idempotency key replays the first one's hold, a
+-- buyer's count and the remaining stock carry over), while every key is read and written once
+-- per batch: the hot path, where each redis.call costs more than the Lua around it.
+-- ARGV: pool, reclaim batch, then per request: buyer, qty, idempotency key (1..MAX_RESERVE).
+-- Reply: per request {'hold', id, record, remaining, replay 0|1} or {'rejected', reason}; one
+-- {'rejected', 'invalid'} for the whole call when the pool, reclaim batch or arity is bad.
+local MAX_RESERVE, NEVER = 500, 1e15
+
+local function push(list, a, b)
+  list[#list + 1] = a
+  list[#list + 1] = b
+end
+local pool, batch = ARGV[1], count_arg(ARGV[2], 1, MAX_BATCH)
+local n = (#ARGV - 2) / 3
+if not (pool_arg(pool) and batch) or n < 1 or n > MAX_RESERVE or n ~= math.floor(n) then
   return {'rejected', 'invalid'}
 end
-local m = redis.call('HMGET', META, 'remaining', 'held', 'seq', 'closed', 'limit', 'hold_ms')
+
+-- Requests: buyers[i], qtys[i], fields[i] (nil for an invalid request); distinct fields, buyers.
+local buyers, qtys, fields = {}, {}, {}
+local field_list, buyer_list, seen_field, seen_buyer = {}, {}, {}, {}
+for i = 1, n do
+  local buyer, idem = ARGV[3 * i], ARGV[3 * i + 2]
+  local qty = count_arg(ARGV[3 * i + 1], 1, MAX_COUNT)
+  if qty and text_arg(buyer) and text_arg(idem) then
+    local field = int(#buyer) .. ':' .. buyer .. idem
+    buyers[i], qtys[i], fields[i] = buyer, qty, field
+    if not seen_field[field] then
+      seen_field[field], field_list[#field_list + 1] = true, field
+    end
+    if not seen_buyer[buyer] then
+      seen_buyer[buyer], buyer_list[#buyer_list + 1] = true, buyer
+    end
+  end
+end
+
+local reply = {}
+local m = redis.call('HMGET', META, 'remaining', 'held', 'seq', 'closed', 'limit', 'hold_ms',
+  'next_due')
 if not m[1] then
-  return {'rejected', 'unknown_pool'}
+  for i = 1, n do
+    reply[i] = {'rejected', fields[i] and 'unknown_pool' or 'invalid'}
+  end
+  return reply
 end
 local now = now_ms()
-local _, returned = reclaim(now, batch)
-local remaining, held = tonumber(m[1]) + returned, tonumber(m[2]) - returned
-local idem_field = int(#buyer) .. ':' .. buyer .. idem
-local known = redis.call('HGET', IDEM, idem_field)
-if known then
-  return {'hold', known, redis.call('HGET', HOLDS, known), remaining, 1}
+local remaining, held, next_due = tonumber(m[1]), tonumber(m[2]), tonumber(m[7] or '0')
+local next_due_found = false
+if now >= next_due then
+  local _, returned, scanned = reclaim(now, batch)
+  remaining, held = remaining + returned, held - returned
+  if scanned < batch then -- nothing due is left: the earliest expiry left is the next bound
+    local first = redis.call('ZRANGE', DUE, 0, 0, 'WITHSCORES')
+    next_due, next_due_found = tonumber(first[2] or NEVER), true
+  end
 end
-if m[4] == '1' then
-  return {'rejected', 'closed'}
+
+-- Holds already made for these idempotency keys, and their records.
+local known, records, known_ids = {}, {}, {}
+if #field_list > 0 then
+  local ids = redis.call('HMGET', IDEM, unpack(field_list))
+  for j, field in ipairs(field_list) do
+    if ids[j] then
+      known[field], known_ids[#known_ids + 1] = ids[j], ids[j]
+    end
+  end
 end
-if remaining == 0 then -- most of a burst ends here: nothing left, whatever the buyer holds
-  return {'rejected', 'sold_out'}
+if #known_ids > 0 then
+  local raws = redis.call('HMGET', HOLDS, unpack(known_ids))
+  for j, id in ipairs(known_ids) do
+    records[id] = raws[j]
+  end
 end
-if tonumber(redis.call('HGET', BUYERS, buyer) or '0') + qty > tonumber(m[5]) then
-  return {'rejected', 'limit'}
+
+-- Buyers' counts, needed only when a hold can be made at all.
+local closed, limit, counts = m[4] == '1', tonumber(m[5]), {}
+if not closed and remaining > 0 and #buyer_list > 0 then
+  local got = redis.call('HMGET', BUYERS, unpack(buyer_list))
+  for j, buyer in ipairs(buyer_list) do
+    counts[buyer] = tonumber(got[j] or '0')
+  end
 end
-if remaining < qty then
-  return {'rejected', 'sold_out'}
+
+local seq, exp = tonumber(m[3]), now + tonumber(m[6])
+local stamp = '|' .. int(exp) .. '|' .. int(now) .. '|'
+local new_holds, new_due, new_idem, changed, changed_list = {}, {}, {}, {}, {}
+for i = 1, n do
+  local buyer, qty, field = buyers[i], qtys[i], fields[i]
+  local id = field and known[field]
+  if not field then
+    reply[i] = {'rejected', 'invalid'}
+  elseif id then
+    reply[i] = {'hold', id, records[id], remaining, 1}
+  elseif closed then
+    reply[i] = {'rejected', 'closed'}
+  elseif remaining == 0 then -- most of a burst ends here: nothing left, whatever the buyer holds
+    reply[i] = {'rejected', 'sold_out'}
+  elseif counts[buyer] + qty > limit then
+    reply[i] = {'rejected', 'limit'}
+  elseif remaining < qty then
+    reply[i] = {'rejected', 'sold_out'}
+  else
+    seq = seq + 1
+    id = pool .. '.' .. int(seq)
+    local raw = 'held|' .. int(qty) .. stamp .. buyer
+    push(new_holds, id, raw)
+    push(new_due, int(exp), id)
+    push(new_idem, field, id)
+    known[field], records[id] = id, raw
+    if not changed[buyer] then
+      changed[buyer], changed_list[#changed_list + 1] = true, buyer
+    end
+    counts[buyer] = counts[buyer] + qty
+    remaining, held = remaining - qty, held + qty
+    reply[i] = {'hold', id, raw, remaining, 0}
+  end
 end
-local seq = tonumber(m[3]) + 1
-local id = pool .. '.' .. int(seq)
-local h = {qty = qty, exp = now + tonumber(m[6]), buyer = buyer}
-local raw = save(id, h, 'held', now)
-redis.call('HSET', META, 'seq', int(seq), 'held', int(held + qty), 'remaining', int(remaining - qty))
-redis.call('HINCRBY', BUYERS, buyer, qty)
-redis.call('ZADD', DUE, int(h.exp), id)
-redis.call('HSET', IDEM, idem_field, id)
-return {'hold', id, raw, remaining - qty, 0}
+
+if #new_holds > 0 then
+  local buyer_counts = {}
+  for _, buyer in ipairs(changed_list) do
+    push(buyer_counts, buyer, int(counts[buyer]))
+  end
+  redis.call('HSET', HOLDS, unpack(new_holds))
+  redis.call('ZADD', DUE, unpack(new_due))
+  redis.call('HSET', BUYERS, unpack(buyer_counts))
+  redis.call('HSET', IDEM, unpack(new_idem))
+  redis.call('HSET', META, 'seq', int(seq), 'held', int(held), 'remaining', int(remaining),
+    'next_due', int(math.min(next_due, exp)))
+elseif next_due_found then
+  redis.call('HSET', META, 'next_due', int(next_due))
+end
+return reply

@@ -133,3 +133,24 @@ async def test_concurrent_sweepers_return_stock_once(
         0,
     )
     await assert_consistent(lock, pool)
+
+
+async def test_a_hold_aborted_back_to_held_after_its_expiry_is_reclaimed_by_reserve(
+    lock: InventoryLock, client: Client
+) -> None:
+    """Reserve skips its reclaim until the pool's next_due bound; a hold that abort_confirm puts
+    back into the expiry index with its old expiry must lower that bound, or it would block its
+    stock until the other holds are due."""
+    pool = new_pool()
+    await lock.load(pool, 2, 2, 1.0)
+    first = hold(await lock.reserve(pool, "a", 1, "k"))
+    assert (await lock.begin_confirm(first.id)).ok
+    await wait_until_ms(client, first.expires_at_ms + 1)
+    second = hold(await lock.reserve(pool, "b", 1, "k"))  # reclaims, next due = its expiry
+    assert (await lock.abort_confirm(first.id, release=False)).ok
+    third = hold(await lock.reserve(pool, "c", 1, "k"))
+    assert await server_ms(client) < second.expires_at_ms, "too slow to prove anything"
+    record = await lock.get_hold(first.id)
+    assert record is not None and record.state is HoldState.EXPIRED
+    assert third.remaining == 0
+    await assert_consistent(lock, pool)

@@ -132,26 +132,38 @@ async def test_bad_input_is_rejected_in_lua(
     scripts = Scripts(client)
     keys = lock.keys(pool).all
     before = await key_dump(client, namespace)
-    for args in [
-        [pool, "bob", "0", "k", "10"],
-        [pool, "bob", "-1", "k", "10"],
-        [pool, "bob", "1.5", "k", "10"],
-        [pool, "bob", "1e3", "k", "10"],
-        [pool, "bob", "0x10", "k", "10"],
-        [pool, "bob", "inf", "k", "10"],
-        [pool, "bob", "nan", "k", "10"],
-        [pool, "bob", " 1", "k", "10"],
-        [pool, "bob", "abc", "k", "10"],
-        [pool, "bob", "9" * 13, "k", "10"],
-        [pool, "", "1", "k", "10"],
-        [pool, LONG, "1", "k", "10"],
-        [pool, "bob", "1", "", "10"],
-        [pool, "bob", "1", LONG_UTF8, "10"],
-        [pool, "bob", "1", "k", "0"],
-        ["bad pool", "bob", "1", "k", "10"],
-        [pool, "bob", "1"],
+    bad_items = [
+        ["bob", "0", "k"],
+        ["bob", "-1", "k"],
+        ["bob", "1.5", "k"],
+        ["bob", "1e3", "k"],
+        ["bob", "0x10", "k"],
+        ["bob", "inf", "k"],
+        ["bob", "nan", "k"],
+        ["bob", " 1", "k"],
+        ["bob", "abc", "k"],
+        ["bob", "9" * 13, "k"],
+        ["", "1", "k"],
+        [LONG, "1", "k"],
+        ["bob", "1", ""],
+        ["bob", "1", LONG_UTF8],
+    ]
+    invalid = [b"rejected", b"invalid"]
+    for item in bad_items:  # alone, and among valid requests that are all replays
+        assert await scripts.call("reserve", keys, [pool, "10", *item]) == [invalid], item
+        replay = ["alice", "1", "k"]
+        reply = await scripts.call("reserve", keys, [pool, "10", *replay, *item, *replay])
+        assert [answer[0] for answer in reply] == [b"hold", b"rejected", b"hold"], item
+        assert reply[1] == invalid and reply[0][1] == reply[2][1] == hold_id.encode()
+    for whole_call in [
+        [pool, "0", "bob", "1", "k"],
+        [pool, "x", "bob", "1", "k"],
+        ["bad pool", "10", "bob", "1", "k"],
+        [pool, "10"],
+        [pool, "10", "bob", "1"],
+        [pool, "10", *["bob", "1", "k"] * 501],
     ]:
-        assert await scripts.call("reserve", keys, args) == [b"rejected", b"invalid"], args
+        assert await scripts.call("reserve", keys, whole_call) == invalid, whole_call[:5]
     transitions: list[tuple[ScriptName, list[str]]] = [
         ("begin_confirm", ["nodot"]),
         ("finish_confirm", [f"{pool}.x"]),

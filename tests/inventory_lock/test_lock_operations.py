@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from lock_helpers import assert_consistent, hold, new_pool, open_client, server_ms
 
 from inventory_lock import (
+    Hold,
     HoldState,
     InventoryLock,
     PoolChange,
@@ -16,8 +17,10 @@ from inventory_lock import (
     Rejection,
     RejectReason,
     ReserveRequest,
+    ReserveResult,
     TransitionReason,
 )
+from inventory_lock.keys import MAX_RESERVE_BATCH
 from inventory_lock.scripts import Client
 
 
@@ -254,6 +257,64 @@ async def test_reserve_many_in_one_pipeline(lock: InventoryLock) -> None:
     assert await lock.reserve_many([]) == []
     for pool in pools:
         await assert_consistent(lock, pool)
+
+
+def _shape(result: ReserveResult) -> tuple[object, ...]:
+    """An answer without its hold id and expiry, to compare two pools' answers."""
+    if isinstance(result, Rejection):
+        return (result.reason,)
+    return (result.buyer, result.qty, result.remaining, result.replay)
+
+
+async def test_one_batch_answers_as_the_same_singles_in_order(lock: InventoryLock) -> None:
+    batched, single = new_pool(), new_pool()
+    for pool in (batched, single):
+        await lock.load(pool, 5, 3, 30)
+    sequence = [
+        ("ann", 2, "k1"),  # hold, 3 left
+        ("ann", 2, "k2"),  # over ann's limit
+        ("ann", 1, "k1"),  # the first hold again (qty ignored)
+        ("bob", 0, "k"),  # invalid, alone
+        ("bob", 3, "k"),  # hold, 0 left
+        ("bob", 3, "k"),  # the same hold again
+        ("cy", 1, "k"),  # sold out
+        ("ann", 1, "k3"),  # sold out before the limit is looked at
+    ]
+    results = await lock.reserve_many([ReserveRequest(batched, *r) for r in sequence])
+    singles = [await lock.reserve(single, *r) for r in sequence]
+    assert [_shape(r) for r in results] == [_shape(r) for r in singles]
+    assert [_shape(r) for r in results] == [
+        ("ann", 2, 3, False),
+        (RejectReason.LIMIT,),
+        ("ann", 2, 3, True),
+        (RejectReason.INVALID,),
+        ("bob", 3, 0, False),
+        ("bob", 3, 0, True),
+        (RejectReason.SOLD_OUT,),
+        (RejectReason.SOLD_OUT,),
+    ]
+    assert hold(results[0]).id == hold(results[2]).id != hold(results[4]).id
+    assert hold(results[4]).id == hold(results[5]).id
+    again = await lock.reserve_many([ReserveRequest(batched, *r) for r in sequence])
+    assert [r.id for r in again if isinstance(r, Hold)] == [
+        hold(results[i]).id for i in (0, 0, 4, 4)
+    ]
+    for pool in (batched, single):
+        await assert_consistent(lock, pool)
+
+
+async def test_more_than_one_call_of_requests_for_a_pool_keeps_their_order(
+    lock: InventoryLock,
+) -> None:
+    pool, count = new_pool(), MAX_RESERVE_BATCH * 2 + 100
+    await lock.load(pool, MAX_RESERVE_BATCH + 50, 1, 30)
+    results = await lock.reserve_many([ReserveRequest(pool, f"b{i}", 1, "k") for i in range(count)])
+    remaining = [r.remaining for r in results if isinstance(r, Hold)]
+    assert remaining == list(range(MAX_RESERVE_BATCH + 49, -1, -1))
+    assert results[MAX_RESERVE_BATCH + 50 :] == [Rejection(RejectReason.SOLD_OUT)] * (
+        count - MAX_RESERVE_BATCH - 50
+    )
+    await assert_consistent(lock, pool)
 
 
 async def test_scripts_reload_after_script_flush(cluster_url: str, namespace: str) -> None:

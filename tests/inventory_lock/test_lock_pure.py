@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
-from inventory_lock import HoldState, pool_of
+from inventory_lock import Hold, HoldState, Rejection, RejectReason, pool_of
 from inventory_lock.check import check_dump
-from inventory_lock.codec import record
+from inventory_lock.codec import record, reserve_replies
 from inventory_lock.keys import PoolKeys, check_prefix, hold_ms_of, valid_count, valid_text
 
 
@@ -61,9 +61,9 @@ def test_record_keeps_a_buyer_with_separators() -> None:
     assert (parsed.buyer, parsed.expires_at_ms) == ("odd|buyer|", 1700000000123)
 
 
-def _dump(remaining: int, held_counter: int, due_score: str) -> list[object]:
+def _dump(remaining: int, held_counter: int, due_score: str, next_due: int = 0) -> list[object]:
     meta = ["stock", "5", "remaining", str(remaining), "held", str(held_counter)]
-    meta += ["confirming", "0", "confirmed", "2", "limit", "3"]
+    meta += ["confirming", "0", "confirmed", "2", "limit", "3", "next_due", str(next_due)]
     holds = [b"p.1", b"held|1|900|100|ann", b"p.2", b"confirmed|2|900|100|bob"]
     holds += [b"p.3", b"expired|4|900|100|ann"]
     return [meta, holds, [b"ann", b"1", b"bob", b"2"], [b"p.1", due_score], [], [b"p.1"]]
@@ -75,3 +75,19 @@ def test_check_recomputes_from_records() -> None:
     bad = check_dump("p", _dump(3, 2, "901"))
     assert bad is not None and not bad.ok and len(bad.problems) >= 3
     assert check_dump("p", None) is None
+
+
+def test_check_wants_next_due_no_later_than_the_earliest_expiry() -> None:
+    for next_due, ok in [(0, True), (900, True), (901, False)]:
+        report = check_dump("p", _dump(2, 1, "900", next_due))
+        assert report is not None and report.ok is ok, report
+
+
+def test_reserve_replies_in_request_order() -> None:
+    held = [b"hold", b"p.7", b"held|2|900|100|ann", 3, 1]
+    answers = reserve_replies([held, [b"rejected", b"limit"]], 2)
+    assert answers[1] == Rejection(RejectReason.LIMIT)
+    assert isinstance(answers[0], Hold) and answers[0].replay and answers[0].remaining == 3
+    assert reserve_replies([b"rejected", b"invalid"], 3) == [Rejection(RejectReason.INVALID)] * 3
+    with pytest.raises(ValueError):
+        reserve_replies([held], 2)

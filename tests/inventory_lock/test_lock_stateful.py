@@ -34,6 +34,8 @@ from inventory_lock import (
     InventoryLock,
     Rejection,
     RejectReason,
+    ReserveRequest,
+    ReserveResult,
     Snapshot,
     Transition,
     TransitionReason,
@@ -150,17 +152,19 @@ class PoolMachine(RuleBasedStateMachine):
 
     # -- rules ---------------------------------------------------------------------------------
 
-    @rule(buyer=st.sampled_from(BUYERS), qty=st.integers(1, 3), key=st.sampled_from("xyz"))
-    def reserve(self, buyer: str, qty: int, key: str) -> None:
-        before, result, after = self.timed(self.lock.reserve(self.pool, buyer, qty, key))
-        self.sync_expiries(before, after, reclaims_all=True)
+    def expect_reserve(
+        self, buyer: str, qty: int, key: str, result: ReserveResult, before: int, after: int
+    ) -> None:
+        """Checks one answer against the model, as the next reserve in sequence, and applies it."""
         known = self.by_key.get((buyer, key))
-        if known is not None:
+        if qty < 1:
+            assert result == Rejection(RejectReason.INVALID)
+        elif known is not None:
             h = self.holds[known]
             assert isinstance(result, Hold) and result.replay, result
             assert (result.id, result.state, result.qty) == (known, h.state, h.qty)
-            return
-        if self.closed:
+            assert result.remaining == STOCK - self.counted()
+        elif self.closed:
             assert result == Rejection(RejectReason.CLOSED)
         elif self.counted() == STOCK:
             assert result == Rejection(RejectReason.SOLD_OUT)
@@ -178,6 +182,29 @@ class PoolMachine(RuleBasedStateMachine):
             )
             self.by_key[(buyer, key)] = result.id
             assert result.remaining == STOCK - self.counted()
+
+    @rule(buyer=st.sampled_from(BUYERS), qty=st.integers(1, 3), key=st.sampled_from("xyz"))
+    def reserve(self, buyer: str, qty: int, key: str) -> None:
+        before, result, after = self.timed(self.lock.reserve(self.pool, buyer, qty, key))
+        self.sync_expiries(before, after, reclaims_all=True)
+        self.expect_reserve(buyer, qty, key, result, before, after)
+
+    @rule(
+        batch=st.lists(
+            st.tuples(st.sampled_from(BUYERS), st.integers(0, LIMIT + 1), st.sampled_from("xyz")),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    def reserve_many(self, batch: list[tuple[str, int, str]]) -> None:
+        """One call for the whole batch answers each request as the sequence of singles would."""
+        requests = [ReserveRequest(self.pool, buyer, qty, key) for buyer, qty, key in batch]
+        before, results, after = self.timed(self.lock.reserve_many(requests))
+        # Invalid requests never reach Redis: a batch of only those reclaims nothing.
+        self.sync_expiries(before, after, reclaims_all=any(qty > 0 for _, qty, _ in batch))
+        assert len(results) == len(batch)
+        for (buyer, qty, key), result in zip(batch, results, strict=True):
+            self.expect_reserve(buyer, qty, key, result, before, after)
 
     @rule(index=st.integers(0, 29))
     def begin_confirm(self, index: int) -> None:

@@ -10,7 +10,8 @@ CONNECTIONS = Gauge(
 FRAMES_SENT = Counter("live_gateway_frames_sent_total", "Frames written to viewers")
 EVENTS_RECEIVED = Counter("live_gateway_events_received_total", "Room events received from Redis")
 LOSSY_DROPPED = Counter(
-    "live_gateway_lossy_dropped_total", "Lossy events left out of a tick by the per-tick cap"
+    "live_gateway_lossy_dropped_total",
+    "Lossy events left out of a frame by the per-frame cap (counted per group of viewers)",
 )
 LOSSY_WITHHELD = Counter(
     "live_gateway_lossy_withheld_total",

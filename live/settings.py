@@ -30,7 +30,7 @@ class Settings:
     jwt_secret: str = ""  # required in production; generated and kept in data_dir otherwise
     tick_ms: int = 50
     max_tick_ms: int = 200  # how far a big room may stretch its tick (never below tick_ms)
-    lossy_per_tick: int = 20  # comments and purchases per room per tick; the rest are counted
+    lossy_per_tick: int = 20  # comments and purchases per frame (the most recent); rest counted
     queue_high_water: int = 32  # frames queued for a viewer before lossy events are left out
     queue_hard_limit: int = 256  # frames queued before the slow-consumer grace period starts
     slow_grace_s: float = 5.0  # seconds past the hard limit before the viewer is closed (4429)

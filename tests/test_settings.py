@@ -42,6 +42,7 @@ def test_reads_prefixed_variables_with_types() -> None:
         ({"LIVE_ALLOW_ANONYMOUS": "maybe"}, "LIVE_ALLOW_ANONYMOUS has an invalid value"),
         ({"LIVE_ENV": "staging"}, "LIVE_ENV must be"),
         ({"LIVE_DATABASE_SCHEMA": "a;drop"}, "LIVE_DATABASE_SCHEMA must be an identifier"),
+        ({"LIVE_MAX_TICK_MS": "0"}, "LIVE_MAX_TICK_MS must be between 1 and 5000"),
     ],
 )
 def test_bad_values_name_the_variable(environ: dict[str, str], message: str) -> None:

@@ -40,28 +40,35 @@ def record(hold_id: str, raw: bytes | str) -> HoldRecord:
     )
 
 
-def reserve_replies(reply: list[Any], count: int) -> list[ReserveResult]:
-    """The answers of one lua/reserve.lua call of `count` requests, in request order."""
+# Lookups by reply text, faster than calling the enums on the hot path (results are frozen).
+_STATES = {state.value: state for state in HoldState}
+_REJECTIONS = {reason.value: Rejection(reason) for reason in RejectReason}
+
+
+def reserve_replies(pool: str, reply: list[Any], count: int) -> list[ReserveResult]:
+    """The answers of one lua/reserve.lua call for `count` requests of `pool`, in order."""
     if reply and isinstance(reply[0], bytes | str):  # the whole call was refused
-        return [Rejection(RejectReason(text(reply[1])))] * count
+        return [_REJECTIONS[text(reply[1])]] * count
     if len(reply) != count:
         raise ValueError(f"reserve answered {len(reply)} of {count} requests")
-    return [reserve_reply(item) for item in reply]
+    return [reserve_reply(pool, item) for item in reply]
 
 
-def reserve_reply(reply: list[Any]) -> ReserveResult:
+def reserve_reply(pool: str, reply: list[Any]) -> ReserveResult:
+    """{'hold', id, record, remaining, replay} or {'rejected', reason}; parsed here rather than
+    through `record`, since a burst runs through this once per request."""
     if text(reply[0]) == "rejected":
-        return Rejection(RejectReason(text(reply[1])))
-    hold = record(text(reply[1]), reply[2])
+        return _REJECTIONS[text(reply[1])]
+    state, qty, expires, _, buyer = text(reply[2]).split("|", 4)
     return Hold(
-        id=hold.id,
-        pool=hold.pool,
-        buyer=hold.buyer,
-        qty=hold.qty,
-        expires_at_ms=hold.expires_at_ms,
-        remaining=int(reply[3]),
-        state=hold.state,
-        replay=bool(reply[4]),
+        text(reply[1]),
+        pool,
+        buyer,
+        int(qty),
+        int(expires),
+        int(reply[3]),
+        _STATES[state],
+        bool(reply[4]),
     )
 
 

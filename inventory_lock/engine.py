@@ -153,19 +153,36 @@ class InventoryLock:
             if valid_request(request):
                 by_pool.setdefault(request.pool, []).append(i)
         chunks = [
-            indexes[start : start + MAX_RESERVE_BATCH]
-            for indexes in by_pool.values()
+            (pool, indexes[start : start + MAX_RESERVE_BATCH])
+            for pool, indexes in by_pool.items()
             for start in range(0, len(indexes), MAX_RESERVE_BATCH)
         ]
-        calls = [self._reserve_call([requests[i] for i in chunk]) for chunk in chunks]
-        if len(calls) == 1:
-            replies = [await self._scripts.call("reserve", *calls[0])]
+        if len(chunks) == 1:
+            pool, chunk = chunks[0]
+            answers = [await self.reserve_batch(pool, [requests[i] for i in chunk])]
         else:
+            calls = [
+                self._reserve_call(pool, [requests[i] for i in chunk]) for pool, chunk in chunks
+            ]
             replies = await self._scripts.call_many("reserve", calls) if calls else []
-        for chunk, reply in zip(chunks, replies, strict=True):
-            for i, result in zip(chunk, codec.reserve_replies(reply, len(chunk)), strict=True):
-                results[i] = result
+            answers = [
+                codec.reserve_replies(pool, reply, len(chunk))
+                for (pool, chunk), reply in zip(chunks, replies, strict=True)
+            ]
+        for (_, chunk), chunk_answers in zip(chunks, answers, strict=True):
+            for i, answer in zip(chunk, chunk_answers, strict=True):
+                results[i] = answer
         return results
+
+    async def reserve_batch(
+        self, pool: str, requests: Sequence[ReserveRequest]
+    ) -> list[ReserveResult]:
+        """One script call for up to MAX_RESERVE_BATCH requests of `pool` that passed
+        `valid_request` (ReserveBatcher checks them as they arrive; Lua checks them again)."""
+        if not 1 <= len(requests) <= MAX_RESERVE_BATCH or any(r.pool != pool for r in requests):
+            raise ValueError(f"1..{MAX_RESERVE_BATCH} requests of pool {pool!r} expected")
+        reply = await self._scripts.call("reserve", *self._reserve_call(pool, requests))
+        return codec.reserve_replies(pool, reply, len(requests))
 
     async def begin_confirm(self, hold_id: str) -> Transition:
         """held -> confirming, only while the hold has not expired by server time."""
@@ -227,9 +244,10 @@ class InventoryLock:
         reply = await self._scripts.call(name, self.keys(pool).all, [hold_id, *args])
         return codec.transition_reply(hold_id, reply)
 
-    def _reserve_call(self, requests: Sequence[ReserveRequest]) -> Call:
-        """One lua/reserve.lua call for requests of one pool."""
-        args: list[EncodableT] = [requests[0].pool, self._reclaim_batch]
+    def _reserve_call(self, pool: str, requests: Sequence[ReserveRequest]) -> Call:
+        """One lua/reserve.lua call for requests of `pool`; bytes, which redis-py sends as they
+        are (a call carries three arguments per request)."""
+        args: list[EncodableT] = [pool, self._reclaim_batch]
         for request in requests:
-            args += (request.buyer, request.qty, request.idempotency_key)
-        return self.keys(requests[0].pool).all, args
+            args += (request.buyer.encode(), b"%d" % request.qty, request.idempotency_key.encode())
+        return self.keys(pool).all, args

@@ -29,7 +29,7 @@ CLIENTS = 4
 
 
 class GatedLock(InventoryLock):
-    """Each reserve_many call runs its script, then waits at `gate` before it answers."""
+    """Each reserve_batch call runs its script, then waits at `gate` before it answers."""
 
     def __init__(self, client: Client, prefix: str) -> None:
         super().__init__(client, prefix=prefix)
@@ -37,8 +37,10 @@ class GatedLock(InventoryLock):
         self.entered = 0
         self.changed = asyncio.Event()
 
-    async def reserve_many(self, requests: Sequence[ReserveRequest]) -> list[ReserveResult]:
-        results = await super().reserve_many(requests)
+    async def reserve_batch(
+        self, pool: str, requests: Sequence[ReserveRequest]
+    ) -> list[ReserveResult]:
+        results = await super().reserve_batch(pool, requests)
         self.entered += 1
         self.changed.set()
         await self.gate.wait()
@@ -101,15 +103,20 @@ async def test_a_lone_request_goes_at_once_and_a_crowd_goes_together(
     lock: InventoryLock,
 ) -> None:
     pool = new_pool()
-    await lock.load(pool, 20, 20, 60)
-    batcher = ReserveBatcher(lock)
-    hold(await batcher.reserve(pool, "a", 1, "k"))
-    assert (batcher.calls, batcher.requests) == (1, 1)
-    results = await asyncio.gather(*(batcher.reserve(pool, "a", 1, f"k{i}") for i in range(10)))
-    assert (batcher.calls, batcher.requests) == (2, 11)
-    assert [hold(r).remaining for r in results] == list(range(18, 8, -1))
-    assert await batcher.reserve(pool, "a", 0, "k") == Rejection(RejectReason.INVALID)
-    assert (batcher.calls, batcher.requests) == (2, 11)  # never sent
+    await lock.load(pool, 30, 30, 60)
+    one_call = ReserveBatcher(lock, max_in_flight=1)
+    hold(await one_call.reserve(pool, "a", 1, "k"))
+    assert (one_call.calls, one_call.requests) == (1, 1)
+    results = await asyncio.gather(*(one_call.reserve(pool, "a", 1, f"k{i}") for i in range(10)))
+    assert (one_call.calls, one_call.requests) == (2, 11)
+    assert [hold(r).remaining for r in results] == list(range(28, 18, -1))
+    assert await one_call.reserve(pool, "a", 0, "k") == Rejection(RejectReason.INVALID)
+    assert (one_call.calls, one_call.requests) == (2, 11)  # never sent
+
+    two_calls = ReserveBatcher(lock)  # the crowd is shared by the two calls allowed
+    results = await asyncio.gather(*(two_calls.reserve(pool, "b", 1, f"k{i}") for i in range(10)))
+    assert (two_calls.calls, two_calls.requests) == (2, 10)
+    assert sorted(hold(r).remaining for r in results) == list(range(9, 19))
     await assert_consistent(lock, pool)
 
 
@@ -138,7 +145,7 @@ async def test_a_cancelled_caller_does_not_cancel_its_batch(client: Client, name
     lock = GatedLock(client, namespace)
     pool = new_pool()
     await lock.load(pool, 10, 10, 60)
-    batcher = ReserveBatcher(lock)
+    batcher = ReserveBatcher(lock, max_in_flight=1)
     out = asyncio.ensure_future(batcher.reserve(pool, "a", 1, "out"))
     await lock.entered_calls(1)
     waiting = asyncio.ensure_future(batcher.reserve(pool, "b", 1, "waiting"))
@@ -161,7 +168,7 @@ async def test_a_full_queue_is_refused_at_once(client: Client, namespace: str) -
     lock = GatedLock(client, namespace)
     pool = new_pool()
     await lock.load(pool, 10, 10, 60)
-    batcher = ReserveBatcher(lock, max_pending=3)
+    batcher = ReserveBatcher(lock, max_pending=3, max_in_flight=1)
     first = asyncio.ensure_future(batcher.reserve(pool, "a", 1, "k0"))
     await lock.entered_calls(1)
     queued = [asyncio.ensure_future(batcher.reserve(pool, "a", 1, f"k{i}")) for i in (1, 2, 3)]

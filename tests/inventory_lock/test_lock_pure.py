@@ -85,9 +85,14 @@ def test_check_wants_next_due_no_later_than_the_earliest_expiry() -> None:
 
 def test_reserve_replies_in_request_order() -> None:
     held = [b"hold", b"p.7", b"held|2|900|100|ann", 3, 1]
-    answers = reserve_replies([held, [b"rejected", b"limit"]], 2)
-    assert answers[1] == Rejection(RejectReason.LIMIT)
-    assert isinstance(answers[0], Hold) and answers[0].replay and answers[0].remaining == 3
-    assert reserve_replies([b"rejected", b"invalid"], 3) == [Rejection(RejectReason.INVALID)] * 3
+    answers = reserve_replies("p", [held, [b"rejected", b"limit"]], 2)
+    assert answers == [
+        Hold("p.7", "p", "ann", 2, 900, 3, HoldState.HELD, replay=True),
+        Rejection(RejectReason.LIMIT),
+    ]
+    decoded = reserve_replies("p", [["hold", "p.8", "confirmed|1|9|1|a|b", 0, 0]], 1)
+    assert decoded == [Hold("p.8", "p", "a|b", 1, 9, 0, HoldState.CONFIRMED)]
+    invalid = reserve_replies("p", [b"rejected", b"invalid"], 3)
+    assert invalid == [Rejection(RejectReason.INVALID)] * 3
     with pytest.raises(ValueError):
-        reserve_replies([held], 2)
+        reserve_replies("p", [held], 2)

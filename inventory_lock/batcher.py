@@ -45,7 +45,7 @@ class _Lane:
     """One pool's waiting requests, its senders, and how many of them have a call out."""
 
     waiting: deque[Waiter] = field(default_factory=deque)
-    in_flight: int = 0  # senders
+    senders: int = 0
     sending: int = 0
 
 
@@ -86,8 +86,8 @@ class ReserveBatcher:
             raise BatcherFull(pool)
         future: asyncio.Future[ReserveResult] = asyncio.get_running_loop().create_future()
         lane.waiting.append((request, future))
-        if lane.in_flight < self._max_in_flight:
-            lane.in_flight += 1
+        if lane.senders < self._max_in_flight:
+            lane.senders += 1
             sender = asyncio.create_task(self._send_all(pool, lane), name=f"reserve-{pool}")
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
@@ -105,15 +105,15 @@ class ReserveBatcher:
                     finally:
                         lane.sending -= 1
         finally:
-            lane.in_flight -= 1
-            if not lane.in_flight:
+            lane.senders -= 1
+            if not lane.senders:
                 del self._lanes[pool]
                 for _, future in lane.waiting:  # only if this sender was cancelled
                     future.cancel()
 
     def _take(self, lane: _Lane) -> list[Waiter]:
         """This sender's share of what waits: an even part for each sender without a call out."""
-        share = math.ceil(len(lane.waiting) / (lane.in_flight - lane.sending))
+        share = math.ceil(len(lane.waiting) / (lane.senders - lane.sending))
         batch: list[Waiter] = []
         while lane.waiting and len(batch) < min(share, self._max_batch):
             waiter = lane.waiting.popleft()

@@ -17,6 +17,7 @@ import pytest
 from conftest import Served, serve_app
 
 from flash_sales.model import OrderRequest
+from inventory_lock import ReserveBatcher
 from live.embedded import EmbeddedPostgres
 from live.settings import Settings
 from rooms.auth import Role, mint
@@ -142,6 +143,30 @@ async def test_same_idempotency_key_gives_the_same_hold(
     )
     assert {r.json()["id"] for r in again} == {first.json()["id"]}
     assert (await figures(client, settings, sale["id"]))["held"] == 1
+
+
+async def test_a_full_reserve_queue_sheds_load_with_503(
+    client: httpx.AsyncClient, settings: Settings, served: Served
+) -> None:
+    """Past the batcher's bound of waiting reservations a buyer gets 503 with Retry-After at
+    once; every other buyer is answered as usual and the pool stays consistent."""
+    sale = await open_sale(client, settings, stock=500)
+    sales = served.services.sales
+    saved = sales.reserver
+    sales.reserver = ReserveBatcher(sales.lock, max_pending=1, max_in_flight=1)
+    try:
+        answers = await asyncio.gather(
+            *(reserve(client, settings, sale["id"], f"b{n}", key=f"k{n}") for n in range(60))
+        )
+    finally:
+        sales.reserver = saved
+    shed = [a for a in answers if a.status_code == 503]
+    held = [a for a in answers if a.status_code == 201]
+    assert len(shed) + len(held) == len(answers)
+    assert shed, "60 buyers at once never filled a queue of one"
+    assert all(a.json()["error"] == "unavailable" and "retry-after" in a.headers for a in shed)
+    report = await sales.lock.check(str(sale["id"]))
+    assert report is not None and report.ok and report.held == len(held)
 
 
 async def test_expired_holds_return_stock_and_reopen_the_sale(

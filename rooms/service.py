@@ -130,8 +130,8 @@ class RoomService:
             "room_updated",
             {"room": room_view},
             state_op="set",
-            state_field="settings",
-            state_value=json.dumps(clean),
+            state_field="room",
+            state_value=json.dumps(room_view),
         )
         return room_view
 
@@ -284,16 +284,20 @@ class RoomService:
 
     async def _policy(self, room: str) -> tuple[dict[str, Any], bool]:
         """(settings, ended) of the room, read from its live state in one call."""
-        state = self.log.keys(room).state
-        raw, ended = await self.redis.hmget(state, ["settings", "ended"])
-        if raw is not None:
-            return json.loads(raw), ended is not None
+        check_room_id(room)
+        raw, ended = await self.redis.hmget(self.log.keys(room).state, ["room", "ended"])
+        room_view = json.loads(raw) if raw is not None else await self._restore_room(room)
+        return room_view["settings"], bool(room_view["ended"]) or ended is not None
+
+    async def _restore_room(self, room: str) -> dict[str, Any]:
+        """The room from PostgreSQL, put back in its live state when Redis lost it (or never
+        had it); never over a newer value written by put_room meanwhile."""
         room_view = await self.room(room)
-        # Put back what Redis lost; never over a newer value written by put_room meanwhile.
-        await self.redis.hsetnx(state, "settings", json.dumps(room_view["settings"]))
+        state = self.log.keys(room).state
+        await self.redis.hsetnx(state, "room", json.dumps(room_view))
         if room_view["ended"]:
             await self.redis.hsetnx(state, "ended", "1")
-        return room_view["settings"], bool(room_view["ended"])
+        return room_view
 
     async def comment(self, room: str, claims: Claims, text: str) -> Published:
         check_room_id(room)
@@ -337,10 +341,14 @@ class RoomService:
 
     async def snapshot(self, room: str) -> dict[str, Any]:
         """Everything a viewer needs to draw the room now, with the log position to resume from:
-        the state and the position are read in one atomic step, so they agree."""
-        room_view = await self.room(room)
+        the state and the position are read in one atomic step, so they agree. The room comes
+        from the live state too (put_room writes it there with its event): a viewer's join
+        does not touch PostgreSQL unless Redis lost the room."""
+        check_room_id(room)
         live = await self.log.state(room)
         state = live.state
+        room_view = json.loads(state["room"]) if "room" in state else await self._restore_room(room)
+        room_view["ended"] = bool(room_view["ended"]) or "ended" in state
         return {
             "room": room_view,
             "pinned": json.loads(state["pinned"]) if "pinned" in state else None,

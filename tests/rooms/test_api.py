@@ -679,3 +679,32 @@ async def test_the_service_wide_switch_refuses_anonymous_watching_in_every_room(
         assert (await closed.settings("r1"))["allow_anonymous"] is False
         assert (await open_.settings("r1"))["allow_anonymous"] is True
         assert (await closed.settings("r1"))["blocked_words"] == []
+
+
+async def test_snapshots_come_from_redis_and_a_lost_room_from_postgres(
+    api: httpx.AsyncClient, room: Room, redis: aioredis.Redis, settings: Settings, db_schema: str
+) -> None:
+    """A viewer's join reads the room from its live state; PostgreSQL is asked only when Redis
+    lost it, and the answer is put back."""
+    updated = await api.put(
+        "/api/rooms/r1",
+        json={"title": "Renamed", "settings": {"blocked_words": ["spam"]}},
+        headers=bearer(room.host),
+    )
+    assert updated.status_code == 200
+    async with pg_pool(settings.database_url, db_schema) as pg:
+        service = room_service(pg, redis, settings.redis_prefix)
+    # The pool is closed now: any query would fail.
+    snapshot = await service.snapshot("r1")
+    assert snapshot["room"]["title"] == "Renamed" and snapshot["room"]["ended"] is False
+    assert (await service.settings("r1"))["blocked_words"] == ["spam"]
+
+    state = RoomLog(redis, settings.redis_prefix).keys("r1").state
+    await redis.hdel(state, "room")
+    async with pg_pool(settings.database_url, db_schema) as pg:
+        service = room_service(pg, redis, settings.redis_prefix)
+        assert (await service.snapshot("r1"))["room"]["title"] == "Renamed"
+        assert json.loads(await redis.hget(state, "room"))["title"] == "Renamed"  # put back
+        ended = await api.post("/api/rooms/r1/end", headers=bearer(room.host))
+        assert ended.status_code == 200
+        assert (await service.snapshot("r1"))["room"]["ended"] is True

@@ -336,11 +336,54 @@ class RoomHub:
         )
 
     def _forget_offered(self) -> None:
-        """Critical events every group has been offered are not needed any more."""
+        """Critical and state events every group has been offered are not needed any more."""
         oldest = min((g.cursor for g in self._groups), default=self.seq)
         done = bisect.bisect_right(self._critical, oldest, key=lambda e: e.seq)
         if done:
             del self._critical[:done]
+        for key in [key for key, event in self._state.items() if event.seq <= oldest]:
+            del self._state[key]
+
+    def tick_next_group(self) -> None:
+        """One step of the rotation: the next group's frame. A group whose frame fails is not
+        retried at the others' expense: its viewers are closed and resume from their last seq,
+        so they miss nothing."""
+        if not self._groups:
+            self._forget_offered()
+            return
+        if self._next_group >= len(self._groups):  # once per rotation
+            self._next_group = 0
+            self._compact()
+        group = self._groups[self._next_group]
+        self._next_group += 1
+        try:
+            self._flush_group(group)
+        except Exception:  # a bad event must not stop the room
+            log.exception("room %s: a group's frame failed; its viewers resume", self.room)
+            group.cursor, group.lossy_seen = self.seq, self._lossy_count
+            for connection in list(group.members):
+                connection.close(CloseCode.SERVICE_RESTART, "internal error: reconnect")
+
+    def _compact(self) -> None:
+        """After a crowd left: fold the two smallest groups into one when more groups remain
+        than the room needs. Both are flushed first, so their viewers have been offered the
+        same events and none is missed or repeated by the move."""
+        needed = -(-len(self.connections) // GROUP_SIZE)
+        if len(self._groups) <= max(1, needed):
+            return
+        small, other = sorted(self._groups, key=lambda g: len(g.members))[:2]
+        if len(small.members) + len(other.members) > GROUP_SIZE:
+            return
+        try:
+            self._flush_group(small)
+            self._flush_group(other)
+        except Exception:
+            log.exception("room %s: flushing groups to merge them failed", self.room)
+            return
+        for connection in small.members:
+            self._group_of[connection] = other
+        other.members |= small.members
+        self._groups.remove(small)
 
     def _stretch(self, group_flush_s: float, groups: int) -> None:
         """Adapt the tick to the room's size: when writing a frame to every group would take
@@ -360,15 +403,7 @@ class RoomHub:
             next_tick += self.tick_s / groups
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
             started = time.perf_counter()
-            try:
-                if self._groups:
-                    self._next_group %= len(self._groups)
-                    self._flush_group(self._groups[self._next_group])
-                    self._next_group += 1
-                else:
-                    self._forget_offered()
-            except Exception:  # a bad event must not stop the room
-                log.exception("room %s: tick failed", self.room)
+            self.tick_next_group()
             self._stretch(time.perf_counter() - started, groups)
             if loop.time() - next_tick > self.tick_s * 10:
                 next_tick = loop.time()  # far behind (loop stalled): do not burst to catch up

@@ -42,11 +42,19 @@ class BatcherFull(Exception):
 
 @dataclass(slots=True)
 class _Lane:
-    """One pool's waiting requests, its senders, and how many of them have a call out."""
+    """One pool's waiting requests, its sender tasks, and how many of them have a call out."""
 
     waiting: deque[Waiter] = field(default_factory=deque)
-    senders: int = 0
+    senders: set[asyncio.Task[None]] = field(default_factory=set)
     sending: int = 0
+
+    def live_senders(self) -> int:
+        """Senders not done: a sender cancelled before it ever ran no longer counts."""
+        return sum(1 for sender in self.senders if not sender.done())
+
+    def drop_cancelled(self) -> None:
+        """Forget waiters whose callers gave up, so they do not count toward max_pending."""
+        self.waiting = deque(w for w in self.waiting if not w[1].done())
 
 
 class ReserveBatcher:
@@ -83,14 +91,16 @@ class ReserveBatcher:
         if lane is None:
             lane = self._lanes[pool] = _Lane()
         if len(lane.waiting) >= self._max_pending:
-            raise BatcherFull(pool)
+            lane.drop_cancelled()
+            if len(lane.waiting) >= self._max_pending:
+                raise BatcherFull(pool)
         future: asyncio.Future[ReserveResult] = asyncio.get_running_loop().create_future()
         lane.waiting.append((request, future))
-        if lane.senders < self._max_in_flight:
-            lane.senders += 1
+        if lane.live_senders() < self._max_in_flight:
             sender = asyncio.create_task(self._send_all(pool, lane), name=f"reserve-{pool}")
-            self._senders.add(sender)
-            sender.add_done_callback(self._senders.discard)
+            for owner in (self._senders, lane.senders):
+                owner.add(sender)
+                sender.add_done_callback(owner.discard)
         return await future
 
     async def _send_all(self, pool: str, lane: _Lane) -> None:
@@ -105,15 +115,16 @@ class ReserveBatcher:
                     finally:
                         lane.sending -= 1
         finally:
-            lane.senders -= 1
-            if not lane.senders:
-                del self._lanes[pool]
+            me = asyncio.current_task()
+            if not any(s is not me and not s.done() for s in lane.senders):
+                if self._lanes.get(pool) is lane:
+                    del self._lanes[pool]
                 for _, future in lane.waiting:  # only if this sender was cancelled
                     future.cancel()
 
     def _take(self, lane: _Lane) -> list[Waiter]:
         """This sender's share of what waits: an even part for each sender without a call out."""
-        share = math.ceil(len(lane.waiting) / (lane.senders - lane.sending))
+        share = math.ceil(len(lane.waiting) / (lane.live_senders() - lane.sending))
         batch: list[Waiter] = []
         while lane.waiting and len(batch) < min(share, self._max_batch):
             waiter = lane.waiting.popleft()

@@ -48,9 +48,12 @@ local now = now_ms()
 local remaining, held, next_due = tonumber(m[1]), tonumber(m[2]), tonumber(m[7] or '0')
 local next_due_found = false
 if now >= next_due then
-  local _, returned, scanned = reclaim(now, batch)
+  -- As much as n single reserves could reclaim, so a batch never says sold_out where they
+  -- would have found stock in expired holds.
+  local budget = math.min(batch * n, MAX_BATCH)
+  local _, returned, scanned = reclaim(now, budget)
   remaining, held = remaining + returned, held - returned
-  if scanned < batch then -- nothing due is left: the earliest expiry left is the next bound
+  if scanned < budget then -- nothing due is left: the earliest expiry left is the next bound
     local first = redis.call('ZRANGE', DUE, 0, 0, 'WITHSCORES')
     next_due, next_due_found = tonumber(first[2] or NEVER), true
   end

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from gateway import hub as hub_module
 from gateway.connection import Connection, Frame
 from gateway.hub import HubConfig, RoomHub
+from gateway.protocol import CloseCode
 
 EPOCH = "e1"
 CAP = 3
@@ -35,6 +36,7 @@ class RecordingViewer:
         self.joined_at = joined_at  # its snapshot's seq
         self.events: list[dict[str, Any]] = []
         self.skipped = 0
+        self.close_code: int | None = None
 
     def offer(self, frame: Frame) -> bool:
         if frame.first_seq and frame.first_seq <= self.joined_at:
@@ -43,6 +45,9 @@ class RecordingViewer:
         self.events.extend(body["events"])
         self.skipped += body["skipped"]
         return True
+
+    def close(self, code: int, reason: str) -> None:
+        self.close_code = code
 
 
 async def _never_called(*args: object) -> Any:
@@ -78,6 +83,7 @@ step = st.one_of(
     st.tuples(st.just("flush"), st.integers(0, 20)),
     st.tuples(st.just("join"), st.just(0)),
     st.tuples(st.just("leave"), st.integers(0, 20)),
+    st.tuples(st.just("tick"), st.just(0)),  # the rotation, which also merges small groups
 )
 
 
@@ -101,6 +107,8 @@ def test_groups_deliver_every_critical_event_once_in_order(
                 viewer = RecordingViewer(seq)
                 viewers.append(viewer)
                 hub.add(cast(Connection, viewer))
+            elif action == "tick":
+                hub.tick_next_group()
             elif action == "leave" and viewers:
                 viewer = viewers.pop(arg % len(viewers))
                 hub.discard(cast(Connection, viewer))
@@ -149,6 +157,23 @@ def test_lossy_events_beyond_the_cap_are_counted_per_group() -> None:
     assert [e["seq"] for e in late.events] == [5, 6, 7] and late.skipped == 4
 
 
+def test_groups_left_small_by_a_crowd_leaving_are_merged() -> None:
+    with _group_size(2):
+        hub = _hub()
+        viewers = [RecordingViewer(0) for _ in range(6)]
+        for viewer in viewers:
+            hub.add(cast(Connection, viewer))
+        for viewer in viewers[::2]:
+            hub.discard(cast(Connection, viewer))
+        assert len(hub._groups) == 3
+        for _ in range(6):
+            hub.tick_next_group()
+        assert sorted(len(g.members) for g in hub._groups) == [1, 2]
+        hub.receive(_event(1, "pin"))
+        hub.flush()
+    assert all([e["seq"] for e in v.events] == [1] for v in viewers[1::2])
+
+
 def test_groups_are_filled_before_a_new_one_starts() -> None:
     with _group_size(2):
         hub = _hub()
@@ -186,3 +211,27 @@ def test_stretched_tick_relaxes_back() -> None:
     for _ in range(200):
         hub._stretch(0.001, 4)
     assert hub.tick_s == pytest.approx(0.05)
+
+
+def test_a_group_whose_frame_fails_resumes_and_does_not_hold_up_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with _group_size(1):
+        hub = _hub()
+        broken, fine = RecordingViewer(0), RecordingViewer(0)
+        hub.add(cast(Connection, broken))
+        hub.add(cast(Connection, fine))
+        hub.receive(_event(1, "pin"))
+        flush = hub._flush_group
+
+        def failing_for_the_first(group: Any) -> None:
+            if broken in group.members:
+                raise RuntimeError("planted")
+            flush(group)
+
+        monkeypatch.setattr(hub, "_flush_group", failing_for_the_first)
+        for _ in range(4):
+            hub.tick_next_group()
+    assert broken.events == [] and [e["seq"] for e in fine.events] == [1]
+    assert broken.close_code == CloseCode.SERVICE_RESTART and fine.close_code is None
+    assert hub._critical == [] and hub._state == {}

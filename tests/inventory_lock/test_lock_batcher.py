@@ -198,3 +198,42 @@ async def test_more_calls_in_flight_when_allowed(client: Client, namespace: str)
     assert isinstance(await batcher.reserve(pool, "a", 1, "k0"), Hold)
     assert (batcher.calls, batcher.requests) == (4, 4)
     await assert_consistent(lock, pool)
+
+
+async def test_callers_who_gave_up_do_not_fill_the_queue(client: Client, namespace: str) -> None:
+    lock = GatedLock(client, namespace)
+    pool = new_pool()
+    await lock.load(pool, 10, 10, 60)
+    batcher = ReserveBatcher(lock, max_pending=2, max_in_flight=1)
+    first = asyncio.ensure_future(batcher.reserve(pool, "a", 1, "k0"))
+    await lock.entered_calls(1)
+    gave_up = [asyncio.ensure_future(batcher.reserve(pool, "a", 1, f"g{i}")) for i in (1, 2)]
+    await asyncio.sleep(0)
+    for waiter in gave_up:
+        waiter.cancel()
+    await asyncio.sleep(0)
+    late = asyncio.ensure_future(batcher.reserve(pool, "a", 1, "late"))  # room again
+    await asyncio.sleep(0)
+    lock.gate.set()
+    assert [hold(r).remaining for r in (await first, await late)] == [9, 8]
+    assert (batcher.calls, batcher.requests) == (2, 2)
+
+
+async def test_a_sender_cancelled_before_it_ran_does_not_stall_the_pool(
+    client: Client, namespace: str
+) -> None:
+    """Senders cancelled before their first step (a loop being torn down) never counted
+    down; the pool's next reserve must still find a sender."""
+    lock = InventoryLock(client, prefix=namespace)
+    pool = new_pool()
+    await lock.load(pool, 10, 10, 60)
+    batcher = ReserveBatcher(lock, max_in_flight=1)
+    stranded = asyncio.ensure_future(batcher.reserve(pool, "a", 1, "k0"))
+    await asyncio.sleep(0)  # the caller waits; its sender is created but has not run
+    for sender in list(batcher._senders):
+        sender.cancel()
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        assert hold(await batcher.reserve(pool, "b", 1, "k1")).qty == 1
+        assert hold(await stranded).qty == 1  # served by the new sender
+    await assert_consistent(lock, pool)

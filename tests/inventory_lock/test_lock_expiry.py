@@ -154,3 +154,18 @@ async def test_a_hold_aborted_back_to_held_after_its_expiry_is_reclaimed_by_rese
     assert record is not None and record.state is HoldState.EXPIRED
     assert third.remaining == 0
     await assert_consistent(lock, pool)
+
+
+async def test_a_batch_reclaims_as_much_as_its_singles_would(
+    client: Client, namespace: str
+) -> None:
+    """More holds due than one reclaim batch: a batch of n requests reclaims up to n of them,
+    as n single reserves would, instead of answering sold_out."""
+    lock = InventoryLock(client, prefix=namespace, reclaim_batch=2)
+    pool = new_pool()
+    await lock.load(pool, 6, 6, HOLD_S)
+    old = [hold(await lock.reserve(pool, f"old{i}", 1, "k")) for i in range(6)]
+    await wait_until_ms(client, max(h.expires_at_ms for h in old))
+    results = await lock.reserve_many([ReserveRequest(pool, f"new{i}", 1, "k") for i in range(6)])
+    assert [hold(r).remaining for r in results] == [5, 4, 3, 2, 1, 0]
+    await assert_consistent(lock, pool)

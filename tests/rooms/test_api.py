@@ -704,7 +704,8 @@ async def test_snapshots_come_from_redis_and_a_lost_room_from_postgres(
     async with pg_pool(settings.database_url, db_schema) as pg:
         service = room_service(pg, redis, settings.redis_prefix)
         assert (await service.snapshot("r1"))["room"]["title"] == "Renamed"
-        assert json.loads(await redis.hget(state, "room"))["title"] == "Renamed"  # put back
+        restored = await redis.hget(state, "room")
+        assert restored is not None and json.loads(restored)["title"] == "Renamed"  # put back
         ended = await api.post("/api/rooms/r1/end", headers=bearer(room.host))
         assert ended.status_code == 200
         assert (await service.snapshot("r1"))["room"]["ended"] is True

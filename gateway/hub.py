@@ -39,7 +39,7 @@ Snapshot = Callable[[str], Awaitable[dict[str, object]]]
 GAP_FILL_LIMIT = 2000
 SNAPSHOT_ATTEMPTS = 20
 
-
+GROUP_SIZE = 500  # viewers written in one burst; a bigger room's viewers are split in groups
 WRITE_SHARE = 0.7  # the most of a tick that writing its frames may take before it stretches
 TICK_RELAX = 0.9  # a stretched tick shrinks back by this factor per tick once writes are quick
 
@@ -51,15 +51,10 @@ class HubConfig:
     max_tick_s: float = 0.2  # how far a room too big to write every tick_s may stretch its tick
 
 
-GROUP_SIZE = 500  # viewers written in one burst; a bigger room's viewers are split in groups
-
-
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Event:
     seq: int
     raw: bytes
-    lane: str
-    state_key: str
 
 
 @dataclass(eq=False)
@@ -279,12 +274,12 @@ class RoomHub:
         self.seq = seq
         lane, key = _lane_and_key(event)
         if lane == "state":
-            self._state[key] = _Event(seq, raw, lane, key)
+            self._state[key] = _Event(seq, raw)
         elif lane == "lossy":
-            self._lossy.append(_Event(seq, raw, lane, ""))
+            self._lossy.append(_Event(seq, raw))
             self._lossy_count += 1
         else:
-            self._critical.append(_Event(seq, raw, lane, ""))
+            self._critical.append(_Event(seq, raw))
 
     # -- frames out ---------------------------------------------------------------------
 

@@ -144,7 +144,13 @@ def create_app(settings: Settings) -> Starlette:
             presence = Presence(redis, settings.redis_prefix, process_id())
             policy = CommentPolicy(settings.comment_max_chars, settings.comments_per_10s)
             room_service = RoomService(
-                pg, redis, log, presence, policy, allow_anonymous=settings.allow_anonymous
+                pg,
+                redis,
+                log,
+                presence,
+                policy,
+                allow_anonymous=settings.allow_anonymous,
+                ended_ttl_s=settings.ended_room_ttl_s,
             )
             sales = SaleService(
                 SaleStore(pg),

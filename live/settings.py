@@ -39,6 +39,7 @@ class Settings:
     max_message_bytes: int = 4096
     comment_max_chars: int = 500
     comments_per_10s: int = 5
+    ended_room_ttl_s: int = 86400  # how long an ended room's live state stays in Redis
     db_pool_size: int = 10
     io_timeout_s: float = 5.0
     log_level: str = "info"
@@ -97,6 +98,7 @@ class Settings:
             "comments_per_10s",
             "db_pool_size",
             "lossy_per_tick",
+            "ended_room_ttl_s",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"LIVE_{name.upper()} must be positive")

@@ -58,6 +58,21 @@ class RoomKeys:
     def muted(self) -> str:
         return self._key("muted")
 
+    @property
+    def live(self) -> tuple[str, ...]:
+        """Every room-wide key (the per-user keys expire by themselves)."""
+        return (
+            self.seq,
+            self.epoch,
+            self.log,
+            self.state,
+            self.recent_comments,
+            self.published_ids,
+            self.presence,
+            self.presence_lock,
+            self.muted,
+        )
+
     def user(self, kind: str, user: str) -> str:
         """A per-user key of this room (rate limit window, slow-mode stamp)."""
         return self._key(f"{kind}:{user}")

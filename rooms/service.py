@@ -82,6 +82,9 @@ def room_ended(room: str) -> ApiError:
     return ApiError(409, "room_ended", f"the stream in room {room!r} has ended")
 
 
+ENDED_ROOM_TTL_S = 24 * 3600
+
+
 class RoomService:
     def __init__(
         self,
@@ -92,10 +95,12 @@ class RoomService:
         policy: CommentPolicy,
         *,
         allow_anonymous: bool = True,
+        ended_ttl_s: int = ENDED_ROOM_TTL_S,
     ) -> None:
         self.pg = pg
         self.redis = client
         self.log = log
+        self.ended_ttl_s = ended_ttl_s  # how long an ended room's live state stays in Redis
         self.presence = presence
         self.policy = policy
         self.allow_anonymous = allow_anonymous  # service-wide; a room may only narrow it
@@ -265,13 +270,23 @@ class RoomService:
         return await self.log.publish(room, "comment_deleted", {"id": comment_id})
 
     async def end(self, room: str) -> Published:
+        """The stream is over: viewers are told, and the room's live state in Redis expires
+        after `ended_ttl_s` (PostgreSQL keeps the room, its products, sales and orders)."""
         await self.room(room)
         await self.pg.execute(
             "UPDATE rooms SET ended_at = coalesce(ended_at, now()) WHERE id = $1", room
         )
-        return await self.log.publish(
+        published = await self.log.publish(
             room, "room_ended", {}, state_op="set", state_field="ended", state_value="1"
         )
+        await self._expire(self.log.keys(room).live)
+        return published
+
+    async def _expire(self, keys: tuple[str, ...]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.expire(key, self.ended_ttl_s)
+            await pipe.execute()
 
     # -- viewers ----------------------------------------------------------------------------
 
@@ -297,6 +312,7 @@ class RoomService:
         await self.redis.hsetnx(state, "room", json.dumps(room_view))
         if room_view["ended"]:
             await self.redis.hsetnx(state, "ended", "1")
+            await self._expire((state,))  # a late visitor must not keep it forever
         return room_view
 
     async def comment(self, room: str, claims: Claims, text: str) -> Published:

@@ -709,3 +709,21 @@ async def test_snapshots_come_from_redis_and_a_lost_room_from_postgres(
         ended = await api.post("/api/rooms/r1/end", headers=bearer(room.host))
         assert ended.status_code == 200
         assert (await service.snapshot("r1"))["room"]["ended"] is True
+
+
+async def test_an_ended_rooms_live_state_expires(
+    api: httpx.AsyncClient, room: Room, redis: aioredis.Redis, settings: Settings, db_schema: str
+) -> None:
+    keys = RoomLog(redis, settings.redis_prefix).keys("r1")
+    await api.post("/api/rooms/r1/comments", json={"text": "hello"}, headers=bearer(room.viewer))
+    assert await redis.ttl(keys.state) == -1  # a live room's state does not expire
+    assert (await api.post("/api/rooms/r1/end", headers=bearer(room.host))).status_code == 200
+    ttls = {key: await redis.ttl(key) for key in keys.live if await redis.exists(key)}
+    assert {keys.state, keys.log, keys.seq, keys.epoch} <= set(ttls)
+    assert all(0 < ttl <= settings.ended_room_ttl_s for ttl in ttls.values()), ttls
+    # Redis lost it: a late visitor's snapshot restores the ended room, and it expires too.
+    await redis.delete(*keys.live)
+    async with pg_pool(settings.database_url, db_schema) as pg:
+        service = room_service(pg, redis, settings.redis_prefix)
+        assert (await service.snapshot("r1"))["room"]["ended"] is True
+    assert 0 < await redis.ttl(keys.state) <= 86400

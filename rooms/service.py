@@ -301,8 +301,15 @@ class RoomService:
         """(settings, ended) of the room, read from its live state in one call."""
         check_room_id(room)
         raw, ended = await self.redis.hmget(self.log.keys(room).state, ["room", "ended"])
+        room_view = await self._live_room(room, raw, ended is not None)
+        return room_view["settings"], room_view["ended"]
+
+    async def _live_room(self, room: str, raw: str | bytes | None, ended: bool) -> dict[str, Any]:
+        """The room as its live state holds it (`raw`, and whether `ended` is set there), or
+        from PostgreSQL when Redis lost it."""
         room_view = json.loads(raw) if raw is not None else await self._restore_room(room)
-        return room_view["settings"], bool(room_view["ended"]) or ended is not None
+        room_view["ended"] = bool(room_view["ended"]) or ended
+        return room_view
 
     async def _restore_room(self, room: str) -> dict[str, Any]:
         """The room from PostgreSQL, put back in its live state when Redis lost it (or never
@@ -363,8 +370,7 @@ class RoomService:
         check_room_id(room)
         live = await self.log.state(room)
         state = live.state
-        room_view = json.loads(state["room"]) if "room" in state else await self._restore_room(room)
-        room_view["ended"] = bool(room_view["ended"]) or "ended" in state
+        room_view = await self._live_room(room, state.get("room"), "ended" in state)
         return {
             "room": room_view,
             "pinned": json.loads(state["pinned"]) if "pinned" in state else None,

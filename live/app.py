@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,9 @@ from rooms.log import RoomLog
 from rooms.presence import Presence
 from rooms.routes import RoomRoutes
 from rooms.service import CommentPolicy, RoomService
+
+log = logging.getLogger("live")
+SHUTDOWN_STEP_S = 5.0
 
 
 @dataclass
@@ -128,6 +132,20 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
+async def _bounded(what: str, stopping: Awaitable[None]) -> bool:
+    """One shutdown step, given at most SHUTDOWN_STEP_S and never in the way of the next: a step
+    stuck on a peer or failing must not keep the process from stopping. True if it finished."""
+    try:
+        async with asyncio.timeout(SHUTDOWN_STEP_S):
+            await stopping
+        return True
+    except TimeoutError:
+        log.warning("shutdown: stopping %s took over %.0f s; going on", what, SHUTDOWN_STEP_S)
+    except Exception:
+        log.exception("shutdown: stopping %s failed; going on", what)
+    return False
+
+
 def create_app(settings: Settings) -> Starlette:
     if not settings.redis_url or not settings.database_url:
         raise ValueError("create_app needs redis_url and database_url (live serve embeds servers)")
@@ -191,11 +209,12 @@ def create_app(settings: Settings) -> Starlette:
             try:
                 yield
             finally:
-                await gateway.stop()
-                await sales.stop()
+                await _bounded("the gateway", gateway.stop())
+                await _bounded("flash sales", sales.stop())
         finally:
-            await redis.aclose()
-            await pg.close()
+            await _bounded("the Redis client", redis.aclose())
+            if not await _bounded("the PostgreSQL pool", pg.close()):
+                pg.terminate()  # close() waits for every connection to come back
 
     auth = Authenticator(settings.resolved_jwt_secret())
     room_routes = RoomRoutes(lambda: services(app).rooms, auth)

@@ -1,0 +1,33 @@
+"""Shutdown steps are bounded: one stuck or failing step never keeps the next from running."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from live import app
+
+
+async def test_a_stuck_step_is_cut_and_a_failing_one_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(app, "SHUTDOWN_STEP_S", 0.05)
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    async def failing() -> None:
+        raise RuntimeError("planted")
+
+    async def fine() -> None:
+        await asyncio.sleep(0)
+
+    async with asyncio.timeout(5):
+        results = [
+            await app._bounded("stuck", stuck()),
+            await app._bounded("failing", failing()),
+            await app._bounded("fine", fine()),
+        ]
+    assert results == [False, False, True]
+    assert "stopping stuck took over" in caplog.text and "stopping failing failed" in caplog.text

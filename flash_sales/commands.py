@@ -14,16 +14,16 @@ Handler = Callable[[str, Claims, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 def sale_commands(sales: SaleService) -> dict[str, Handler]:
     async def buy(room: str, claims: Claims, fields: dict[str, Any]) -> dict[str, Any]:
-        return await sales.reserve(
+        return await sales.buying.reserve(
             fields["sale_id"], claims, fields["qty"], fields["idempotency_key"]
         )
 
     async def confirm(room: str, claims: Claims, fields: dict[str, Any]) -> dict[str, Any]:
-        return await sales.confirm(
+        return await sales.buying.confirm(
             fields["reservation_id"], claims, fields["payment_ref"], show_name=fields["show_name"]
         )
 
     async def cancel(room: str, claims: Claims, fields: dict[str, Any]) -> dict[str, Any]:
-        return await sales.cancel(fields["reservation_id"], claims)
+        return await sales.buying.cancel(fields["reservation_id"], claims)
 
     return {"buy": buy, "confirm": confirm, "cancel": cancel}

@@ -20,6 +20,14 @@ class SaleState(StrEnum):
 
 LIVE_STATES = (SaleState.OPEN, SaleState.SOLD_OUT)
 
+
+class Outcome(StrEnum):
+    """How a hold that reached PostgreSQL ended: exactly one of the two, decided there."""
+
+    ORDER = "order"
+    VOID = "void"  # rolled back (a stalled confirm swept up) or cancelled by its buyer
+
+
 MAX_STOCK = 1_000_000
 MAX_PRICE_CENTS = 100_000_000
 MAX_HOLD_SECONDS = 3600
@@ -95,7 +103,15 @@ class OrderRequest:
     buyer: str
     qty: int
     price_cents: int
+    limit_per_buyer: int
     payment_ref: str
+
+
+def sale_id_of(pool: str) -> int | None:
+    """The sale whose pool this is (the inverse of `Sale.pool`), None for another pool."""
+    if pool.isascii() and pool.isdigit() and len(pool) <= 18:
+        return int(pool)
+    return None
 
 
 def due_transition(sale: Sale, now: datetime) -> SaleState | None:

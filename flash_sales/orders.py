@@ -1,10 +1,17 @@
-"""Group commit of orders: confirms that arrive within a few milliseconds share one transaction.
+"""Orders into PostgreSQL: group commit, one lane per sale, each hold's outcome decided there.
 
-Per batch: one INSERT of every order (keyed by reservation id, so a retried confirm finds its
-order instead of making a second), then one guarded `UPDATE sales SET sold = sold + n WHERE
-sold + n <= stock` per sale. If a guard fails, the batch is rolled back and its orders are
-written one by one, so each order stays all-or-nothing and only the one that would oversell is
-refused. A hot sale row is then updated once per batch, not once per order.
+Confirms of one sale that arrive while its previous batch is being written go together in the
+next: one statement per batch (at most one in flight per sale, so a sale whose row is locked
+holds up only its own buyers). The statement, all or nothing:
+- claims each hold's outcome (`hold_outcomes`, keyed by reservation id) as an order; a hold
+  already decided, an order by an earlier confirm or voided by the recovery sweep or a cancel,
+  gets no second row, so a late confirm can never add an order to a hold that was rolled back;
+- inserts the orders, adds them to `sales.sold` (CHECK sold <= stock) and to each buyer's
+  `sale_buyers.bought` (CHECK bought <= the sale's limit): PostgreSQL's own guards, which hold
+  even when Redis forgot what it sold.
+A guard that fails rolls the batch back; its orders are then written one by one, so only the
+order that would oversell or pass the limit is refused. The answer for a hold already decided
+is read afterwards, and an earlier order counts only if it is this buyer's, sale's and quantity.
 """
 
 from __future__ import annotations
@@ -12,36 +19,97 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
 
 import asyncpg
 
-from flash_sales.model import Order, OrderRequest
-from flash_sales.store import ORDER_COLUMNS, order_of
+from flash_sales.model import Order, OrderRequest, Outcome
+from flash_sales.store import ORDER_COLUMNS, ORDER_FIELDS, order_of
 
 log = logging.getLogger("live.flash_sales")
+
+DEFAULT_MAX_BATCH = 256
+DEFAULT_MAX_PENDING = 10_000
+
+_PLACE = f"""
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[])
+        AS i (reservation_id, buyer_id, qty, payment_ref)
+), decided AS (
+    INSERT INTO hold_outcomes (reservation_id, sale_id, outcome)
+    SELECT reservation_id, $5::bigint, 'order' FROM input
+    ON CONFLICT (reservation_id) DO NOTHING
+    RETURNING reservation_id
+), placed AS (
+    INSERT INTO orders (reservation_id, sale_id, buyer_id, qty, price_cents, total_cents,
+                        payment_ref)
+    SELECT i.reservation_id, $5, i.buyer_id, i.qty, $6::int, i.qty::bigint * $6::int,
+           i.payment_ref
+    FROM input i JOIN decided USING (reservation_id)
+    ON CONFLICT (reservation_id) DO NOTHING  -- written by a release without hold_outcomes
+    RETURNING {ORDER_COLUMNS}
+), sold AS (
+    UPDATE sales SET sold = sold + (SELECT sum(qty) FROM placed)
+    WHERE id = $5 AND EXISTS (SELECT 1 FROM placed)
+    RETURNING id
+), bought AS (
+    -- After `sold` (it reads it): every batch of a sale locks the sale's row before any buyer's.
+    INSERT INTO sale_buyers (sale_id, buyer_id, bought, max_per_buyer)
+    SELECT $5, buyer_id, sum(qty), $7::int FROM placed WHERE EXISTS (SELECT 1 FROM sold)
+    GROUP BY buyer_id
+    ON CONFLICT (sale_id, buyer_id) DO UPDATE SET bought = sale_buyers.bought + EXCLUDED.bought
+    RETURNING buyer_id
+)
+SELECT {ORDER_COLUMNS} FROM placed
+"""
+
+_DECIDED = f"""
+SELECT h.reservation_id AS decided, h.outcome, {", ".join(f"o.{c}" for c in ORDER_FIELDS)}
+FROM hold_outcomes h LEFT JOIN orders o ON o.reservation_id = h.reservation_id
+WHERE h.reservation_id = ANY($1::text[])
+"""
+
+# The guards, by constraint name (migrations 0001 and 0002), and what a refusal says.
+_GUARDS: dict[str, Literal["sold_out", "limit"]] = {
+    "sales_never_oversold": "sold_out",
+    "sale_buyers_within_limit": "limit",
+}
 
 
 @dataclass(frozen=True)
 class Refused:
-    """PostgreSQL's guard refused the order: it would have sold more than the stock."""
+    """A guard of PostgreSQL refused the order: it would oversell, or pass the buyer's limit."""
 
-    reason: str = "sold_out"
-
-
-WriteResult = Order | Refused
+    reason: Literal["sold_out", "limit"]
 
 
-class _Oversold(Exception):
-    pass
+@dataclass(frozen=True)
+class Voided:
+    """The hold was voided before this confirm reached PostgreSQL (swept up, or cancelled)."""
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """An order exists under this reservation id, but not this buyer's, sale's and quantity."""
+
+    order: Order
+
+
+WriteResult = Order | Refused | Voided | Mismatch
+
+
+class WriterFull(Exception):
+    """Too many confirms already wait for this sale in this process; retry later."""
 
 
 @dataclass
-class _Pending:
-    request: OrderRequest
-    future: asyncio.Future[WriteResult]
-    deadline: float  # loop time after which it is not written any more
+class _Lane:
+    """One sale's waiting confirms and the task that writes them, a batch at a time."""
+
+    waiting: deque[tuple[OrderRequest, asyncio.Future[WriteResult]]] = field(default_factory=deque)
+    sender: asyncio.Task[None] | None = None
 
 
 class OrderWriter:
@@ -49,136 +117,134 @@ class OrderWriter:
         self,
         pg: asyncpg.Pool,
         *,
-        window_s: float = 0.002,
-        max_batch: int = 256,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_pending: int = DEFAULT_MAX_PENDING,
         timeout_s: float = 5.0,
     ) -> None:
         self.pg = pg
-        self.window_s = window_s
         self.max_batch = max_batch
+        self.max_pending = max_pending
         self.timeout_s = timeout_s
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=10_000)
-        self._task: asyncio.Task[None] | None = None
+        self._lanes: dict[int, _Lane] = {}
         self.batches = 0
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="order-writer")
+    async def write(self, request: OrderRequest) -> WriteResult:
+        """The order (new, or the one an earlier confirm of this hold made), or why there is
+        none. Raises on a database failure or after `2 * timeout_s`: then the order may or may
+        not exist, and a retry (or the recovery sweep) finds out which."""
+        lane = self._lanes.get(request.sale_id)
+        if lane is None:
+            lane = self._lanes[request.sale_id] = _Lane()
+        if len(lane.waiting) >= self.max_pending:
+            raise WriterFull(f"too many confirms waiting for sale {request.sale_id}")
+        future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        lane.waiting.append((request, future))
+        if lane.sender is None or lane.sender.done():
+            lane.sender = asyncio.create_task(
+                self._send_all(request.sale_id, lane), name=f"orders-{request.sale_id}"
+            )
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.timeout_s * 2)
+        except BaseException:
+            future.cancel()  # not sent yet: it never will be; in flight: its answer is dropped
+            raise
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        while not self._queue.empty():
-            future = self._queue.get_nowait().future
-            if not future.done():
-                future.set_exception(ConnectionError("the service is stopping"))
+        lanes, self._lanes = list(self._lanes.values()), {}
+        for lane in lanes:
+            if lane.sender is not None:
+                lane.sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lane.sender
+            for _, future in lane.waiting:
+                if not future.done():
+                    future.set_exception(ConnectionError("the service is stopping"))
 
-    async def write(self, request: OrderRequest) -> WriteResult:
-        """The order (new, or the one a previous confirm of this reservation made), or Refused.
-        Raises on a database failure; then nothing was written, or the order exists already."""
-        loop = asyncio.get_running_loop()
-        # Past its deadline a request is never written: once its caller has given up, the
-        # recovery sweep may roll the hold back, and a late order must not appear after that.
-        pending = _Pending(request, loop.create_future(), loop.time() + self.timeout_s * 2)
-        async with asyncio.timeout(self.timeout_s):
-            await self._queue.put(pending)
-        return await asyncio.wait_for(asyncio.shield(pending.future), self.timeout_s * 2)
-
-    @property
-    def longest_wait_s(self) -> float:
-        """How long after `write` was called an order may still be committed."""
-        return self.timeout_s * 3
-
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._queue.get()]
-            deadline = loop.time() + self.window_s
-            while len(batch) < self.max_batch:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
-                    break
-            await self._commit(batch)
-
-    async def _commit(self, batch: list[_Pending]) -> None:
-        now = asyncio.get_running_loop().time()
-        live = []
-        for pending in batch:
-            if pending.deadline <= now:
-                pending.future.set_exception(TimeoutError("the order was not written in time"))
-                pending.future.exception()  # its caller may have given up: nothing to log
-            else:
-                live.append(pending)
-        if not live:
-            return
+    async def _send_all(self, sale_id: int, lane: _Lane) -> None:
         try:
-            results = await self._write([p.request for p in live])
-        except (_Oversold, asyncpg.DataError):
-            # One order would oversell or carries data PostgreSQL refuses: write them one by
-            # one, so only that order fails.
-            await self._commit_each(live)
+            while lane.waiting:
+                batch: list[tuple[OrderRequest, asyncio.Future[WriteResult]]] = []
+                while lane.waiting and len(batch) < self.max_batch:
+                    waiter = lane.waiting.popleft()
+                    if not waiter[1].done():  # a caller who gave up is not written
+                        batch.append(waiter)
+                if batch:
+                    await self._commit(batch)
+        finally:
+            if self._lanes.get(sale_id) is lane and not lane.waiting:
+                del self._lanes[sale_id]
+
+    async def _commit(self, batch: list[tuple[OrderRequest, asyncio.Future[WriteResult]]]) -> None:
+        try:
+            results = await self._write([request for request, _ in batch])
+        except (asyncpg.CheckViolationError, asyncpg.DataError) as exc:
+            if len(batch) == 1:
+                _settle(batch[0][1], exc)
+                return
+            for waiter in batch:  # only the order that breaks a guard is refused
+                if not waiter[1].done():  # a caller who gave up meanwhile is not written
+                    await self._commit([waiter])
             return
         except Exception as exc:
-            for pending in live:
-                pending.future.set_exception(exc)
+            for _, future in batch:
+                _settle(future, exc)
             return
         self.batches += 1
-        for pending, result in zip(live, results, strict=True):
-            pending.future.set_result(result)
-
-    async def _commit_each(self, batch: list[_Pending]) -> None:
-        for pending in batch:
-            try:
-                (result,) = await self._write([pending.request])
-            except _Oversold:
-                result = Refused()
-            except Exception as exc:
-                pending.future.set_exception(exc)
-                continue
-            self.batches += 1
-            pending.future.set_result(result)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
     async def _write(self, requests: list[OrderRequest]) -> list[WriteResult]:
+        first = requests[0]
+        # Each hold once (two confirms of one hold may share a batch), in reservation id order:
+        # two processes writing the same holds then claim them in the same order.
+        unique = {r.reservation_id: r for r in reversed(requests)}
+        ordered = [unique[rid] for rid in sorted(unique)]
         async with asyncio.timeout(self.timeout_s), self.pg.acquire() as conn:
-            async with conn.transaction():
-                rows = await conn.fetch(
-                    f"""INSERT INTO orders (reservation_id, sale_id, buyer_id, qty, price_cents,
-                                            total_cents, payment_ref)
-                        SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[],
-                                             $5::int[], $6::bigint[], $7::text[])
-                        ON CONFLICT (reservation_id) DO NOTHING
-                        RETURNING {ORDER_COLUMNS}""",
-                    [r.reservation_id for r in requests],
-                    [r.sale_id for r in requests],
-                    [r.buyer for r in requests],
-                    [r.qty for r in requests],
-                    [r.price_cents for r in requests],
-                    [r.qty * r.price_cents for r in requests],
-                    [r.payment_ref for r in requests],
-                )
-                orders = {row["reservation_id"]: order_of(row) for row in rows}
-                added: dict[int, int] = defaultdict(int)
-                for order in orders.values():
-                    added[order.sale_id] += order.qty
-                for sale_id, qty in sorted(added.items()):
-                    sold = await conn.fetchval(
-                        "UPDATE sales SET sold = sold + $2 WHERE id = $1 AND sold + $2 <= stock "
-                        "RETURNING sold",
-                        sale_id,
-                        qty,
-                    )
-                    if sold is None:
-                        raise _Oversold(sale_id)
-                missing = [r.reservation_id for r in requests if r.reservation_id not in orders]
-                if missing:
-                    earlier = await conn.fetch(
-                        f"SELECT {ORDER_COLUMNS} FROM orders WHERE reservation_id = ANY($1)",
-                        missing,
-                    )
-                    orders.update({row["reservation_id"]: order_of(row) for row in earlier})
-        return [orders[r.reservation_id] for r in requests]
+            rows = await conn.fetch(
+                _PLACE,
+                [r.reservation_id for r in ordered],
+                [r.buyer for r in ordered],
+                [r.qty for r in ordered],
+                [r.payment_ref for r in ordered],
+                first.sale_id,
+                first.price_cents,
+                first.limit_per_buyer,
+            )
+            placed: dict[str, WriteResult] = {r["reservation_id"]: order_of(r) for r in rows}
+            rest = [rid for rid in unique if rid not in placed]
+            if rest:  # decided before this statement, or by one that committed during it
+                for row in await conn.fetch(_DECIDED, rest):
+                    placed[row["decided"]] = _decided(row)
+        missing = [rid for rid in unique if rid not in placed]
+        if missing:
+            raise RuntimeError(f"no outcome recorded for {missing}")
+        return [_checked(placed[r.reservation_id], r) for r in requests]
+
+
+def _decided(row: asyncpg.Record) -> WriteResult:
+    if Outcome(row["outcome"]) is Outcome.VOID:
+        return Voided()
+    return order_of(row)
+
+
+def _checked(result: WriteResult, request: OrderRequest) -> WriteResult:
+    """An order answers this confirm only if it is of this buyer, sale and quantity."""
+    if isinstance(result, Order) and (result.buyer, result.sale_id, result.qty) != (
+        request.buyer,
+        request.sale_id,
+        request.qty,
+    ):
+        return Mismatch(result)
+    return result
+
+
+def _settle(future: asyncio.Future[WriteResult], exc: Exception) -> None:
+    """One order's failure: a guard's refusal is an answer, anything else the caller's error."""
+    if future.done():
+        return
+    constraint = getattr(exc, "constraint_name", None)
+    if isinstance(exc, asyncpg.CheckViolationError) and constraint in _GUARDS:
+        future.set_result(Refused(_GUARDS[constraint]))
+    else:
+        future.set_exception(exc)

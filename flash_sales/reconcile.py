@@ -47,6 +47,9 @@ async def reconcile(store: SaleStore, lock: InventoryLock, sale_ids: list[int]) 
             problems.append(f"postgres sold {sale.sold} > stock {sale.stock}")
         if figures["items"] != sale.sold:
             problems.append(f"postgres sold {sale.sold} != items in orders {figures['items']}")
+        over = await store.buyers_over_limit(sale.id, sale.limit_per_buyer)
+        if over:
+            problems.append(f"postgres: {len(over)} buyers above the limit, e.g. {over[:3]}")
         check = await lock.check(sale.pool)
         if check is None or not await lock.exists(sale.pool):
             reports.append(

@@ -39,7 +39,7 @@ def _moment(body: dict[str, Any], name: str) -> datetime | None:
 
 def _sale_id(request: Request) -> int:
     raw: str = request.path_params["sale"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ApiError(404, "not_found", f"no sale {raw!r}")
     return int(raw)
 
@@ -66,7 +66,7 @@ class SaleRoutes:
 
     async def _host_of_sale(self, request: Request) -> int:
         claims = self._token(request)
-        sale = await self.service.sale(_sale_id(request))
+        sale = await self.service.lifecycle.sale(_sale_id(request))
         if claims.room != sale.room:
             raise forbidden("this token is for another room")
         if claims.role is not Role.HOST:
@@ -81,7 +81,7 @@ class SaleRoutes:
             raise forbidden("only the host may create a flash sale")
         body = await json_body(request)
         stock = int_field(body, "stock", low=1, high=MAX_STOCK)
-        sale = await self.service.create(
+        sale = await self.service.lifecycle.create(
             room,
             product_id=int_field(body, "product_id", low=1, high=2**62),
             price_cents=int_field(body, "price_cents", low=0, high=MAX_PRICE_CENTS),
@@ -94,14 +94,18 @@ class SaleRoutes:
         return JSONResponse(sale, status_code=201)
 
     async def start(self, request: Request) -> JSONResponse:
-        return JSONResponse(await self.service.start_now(await self._host_of_sale(request)))
+        return JSONResponse(
+            await self.service.lifecycle.start_now(await self._host_of_sale(request))
+        )
 
     async def stop(self, request: Request) -> JSONResponse:
-        return JSONResponse(await self.service.stop_now(await self._host_of_sale(request)))
+        return JSONResponse(
+            await self.service.lifecycle.stop_now(await self._host_of_sale(request))
+        )
 
     async def figures(self, request: Request) -> JSONResponse:
         claims = self._token(request)
-        figures = await self.service.figures(_sale_id(request))
+        figures = await self.service.lifecycle.figures(_sale_id(request))
         if claims.room != figures["room"]:
             raise forbidden("this token is for another room")
         if not claims.staff:
@@ -115,7 +119,7 @@ class SaleRoutes:
             raise invalid("send an Idempotency-Key header (any unique string per attempt)")
         body = await json_body(request, required=False)
         qty = int_field(body, "qty", low=1, high=MAX_LIMIT, default=1)
-        hold = await self.service.reserve(_sale_id(request), claims, qty, key)
+        hold = await self.service.buying.reserve(_sale_id(request), claims, qty, key)
         return JSONResponse(hold, status_code=201)
 
     async def confirm(self, request: Request) -> JSONResponse:
@@ -125,14 +129,16 @@ class SaleRoutes:
         show_name = body.get("show_name", False)
         if not isinstance(show_name, bool):
             raise invalid("show_name must be true or false")
-        order = await self.service.confirm(
+        order = await self.service.buying.confirm(
             request.path_params["reservation"], claims, payment_ref, show_name=show_name
         )
         return JSONResponse(order, status_code=201)
 
     async def cancel(self, request: Request) -> JSONResponse:
         claims = self._token(request)
-        return JSONResponse(await self.service.cancel(request.path_params["reservation"], claims))
+        return JSONResponse(
+            await self.service.buying.cancel(request.path_params["reservation"], claims)
+        )
 
     def routes(self) -> list[Route]:
         return [

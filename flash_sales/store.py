@@ -6,20 +6,33 @@ several processes move a sale once and exactly one of them learns it did.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from flash_sales.model import Order, Sale, SaleState
+from flash_sales.model import Order, Outcome, Sale, SaleState
+from inventory_lock import OrderFact
+
+FACTS_PAGE = 5000  # orders per query when a repair reads a sale's orders
 
 _SALE_COLUMNS = (
     "id, room_id, product_id, price_cents, stock, sold, limit_per_buyer, hold_seconds, state, "
     "starts_at, ends_at"
 )
-ORDER_COLUMNS = (
-    "id, reservation_id, sale_id, buyer_id, qty, price_cents, total_cents, payment_ref, created_at"
+ORDER_FIELDS = (
+    "id",
+    "reservation_id",
+    "sale_id",
+    "buyer_id",
+    "qty",
+    "price_cents",
+    "total_cents",
+    "payment_ref",
+    "created_at",
 )
+ORDER_COLUMNS = ", ".join(ORDER_FIELDS)
 
 
 def sale_of(row: asyncpg.Record) -> Sale:
@@ -55,6 +68,19 @@ def order_of(row: asyncpg.Record) -> Order:
 class SaleStore:
     def __init__(self, pg: asyncpg.Pool) -> None:
         self.pg = pg
+        self._fixed: dict[int, Sale] = {}
+
+    async def sale(self, sale_id: int) -> Sale | None:
+        """The sale as it is now; remembered for `fixed`."""
+        sale = await self.get(sale_id)
+        if sale is not None:
+            self._fixed[sale.id] = sale
+        return sale
+
+    async def fixed(self, sale_id: int) -> Sale | None:
+        """The sale with the fields that never change (room, product, price, stock, limit, hold
+        time) right, from memory when it was read before: its state and sold may be old."""
+        return self._fixed.get(sale_id) or await self.sale(sale_id)
 
     async def create(
         self,
@@ -130,13 +156,52 @@ class SaleStore:
         )
         return [sale_of(r) for r in rows]
 
-    async def confirmed_by_buyer(self, sale_id: int) -> dict[str, int]:
+    async def recently_ended(self, within_s: int) -> list[Sale]:
+        """Sales ended in the last `within_s` seconds (their pools may still hold confirms)."""
         rows = await self.pg.fetch(
-            "SELECT buyer_id, sum(qty)::int AS qty FROM orders "
-            "WHERE sale_id = $1 GROUP BY buyer_id",
+            f"SELECT {_SALE_COLUMNS} FROM sales WHERE state = 'ended' "
+            "AND ended_at > now() - make_interval(secs => $1) LIMIT 1000",
+            within_s,
+        )
+        return [sale_of(r) for r in rows]
+
+    async def order_facts(self, sale_id: int) -> AsyncIterator[list[OrderFact]]:
+        """Every order of the sale, a page at a time, for a repair of its pool. Pages are read
+        one after another; an order committed before the first page is in one of them."""
+        after = 0
+        while True:
+            rows = await self.pg.fetch(
+                "SELECT id, reservation_id, buyer_id, qty FROM orders "
+                "WHERE sale_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                sale_id,
+                after,
+                FACTS_PAGE,
+            )
+            if not rows:
+                return
+            yield [OrderFact(r["reservation_id"], r["buyer_id"], r["qty"]) for r in rows]
+            after = rows[-1]["id"]
+
+    async def decide_void(self, reservation_id: str, sale_id: int) -> Outcome:
+        """Void the hold unless it is an order already: the recovery sweep's and a cancel's side
+        of the race with a confirm (see migration 0002). The outcome that stands is returned."""
+        decided = await self.pg.fetchval(
+            "INSERT INTO hold_outcomes (reservation_id, sale_id, outcome) VALUES ($1, $2, 'void') "
+            "ON CONFLICT (reservation_id) DO NOTHING RETURNING outcome",
+            reservation_id,
             sale_id,
         )
-        return {r["buyer_id"]: r["qty"] for r in rows}
+        if decided is not None:
+            return Outcome(decided)
+        outcome = await self.outcome(reservation_id)
+        assert outcome is not None  # the row that conflicted is committed: outcomes stay
+        return outcome
+
+    async def outcome(self, reservation_id: str) -> Outcome | None:
+        value = await self.pg.fetchval(
+            "SELECT outcome FROM hold_outcomes WHERE reservation_id = $1", reservation_id
+        )
+        return None if value is None else Outcome(value)
 
     async def order(self, reservation_id: str) -> Order | None:
         row = await self.pg.fetchrow(
@@ -153,6 +218,15 @@ class SaleStore:
         )
         assert row is not None
         return {"orders": row["orders"], "items": row["items"], "revenue_cents": row["revenue"]}
+
+    async def buyers_over_limit(self, sale_id: int, limit: int) -> list[str]:
+        rows = await self.pg.fetch(
+            "SELECT buyer_id FROM orders WHERE sale_id = $1 GROUP BY buyer_id "
+            "HAVING sum(qty) > $2 ORDER BY buyer_id LIMIT 100",
+            sale_id,
+            limit,
+        )
+        return [r["buyer_id"] for r in rows]
 
     async def all_ids(self) -> list[int]:
         return [r["id"] for r in await self.pg.fetch("SELECT id FROM sales ORDER BY id")]

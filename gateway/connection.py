@@ -22,6 +22,8 @@ from gateway import metrics
 from gateway.protocol import CloseCode, events_frame
 from gateway.wire import ENCODER, DirectSocket
 
+DEADLINE_SLACK_S = 0.001  # a deadline timer firing this much early (clock granularity) is due
+
 
 @dataclass(frozen=True)
 class Backpressure:
@@ -75,6 +77,7 @@ class Connection:
         self._synced_seq: int | None = None  # None until a snapshot or replay is queued
         self._held: list[Frame] = []
         self._closing: asyncio.Task[None] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self.closed = False
         self._direct = DirectSocket.of(websocket.scope)
         self._writer = asyncio.create_task(self._write_loop())
@@ -126,7 +129,7 @@ class Connection:
             if self.on_stale is not None:
                 self.on_stale(self)
             else:
-                self.close(CloseCode.SERVICE_RESTART, "the room's log changed: reconnect")
+                self.close(CloseCode.INTERNAL_ERROR, "the room's log changed: reconnect")
             return False
         if frame.last_seq and frame.last_seq <= synced:
             return False
@@ -180,6 +183,29 @@ class Connection:
         """A new snapshot is coming (the room's log changed): hold frames until `synced`."""
         self._synced_seq = None
 
+    def close_at(self, when_s: float | None, code: int, reason: str) -> None:
+        """Close with `code` at wall-clock time `when_s` (a token's `exp`), replacing any earlier
+        deadline; None removes it. One timer handle in the loop per connection, no task: an
+        idle viewer costs nothing more until then."""
+        self._cancel_deadline()
+        if when_s is None or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, when_s - time.time())
+        self._deadline = loop.call_at(loop.time() + delay, self._deadline_due, when_s, code, reason)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _deadline_due(self, when_s: float, code: int, reason: str) -> None:
+        self._deadline = None
+        if when_s - time.time() > DEADLINE_SLACK_S:  # the wall clock was set back meanwhile
+            self.close_at(when_s, code, reason)
+            return
+        self.close(code, reason, drain=True)
+
     def _too_slow(self) -> None:
         metrics.SLOW_CONSUMER_CLOSES.inc()
         self.close(CloseCode.SLOW_CONSUMER, "too slow: reconnect with since=<last seq>")
@@ -192,6 +218,7 @@ class Connection:
         self.closed = True
         self.close_code = code
         self._held.clear()
+        self._cancel_deadline()
         if not drain:
             self._queue.clear()
             self._writer.cancel()
@@ -237,6 +264,7 @@ class Connection:
         """Let a pending close go out (unless the socket is gone), then stop the writer: the
         endpoint is returning."""
         self.closed = True
+        self._cancel_deadline()
         if self._closing is not None:
             if not wait_close:
                 self._closing.cancel()

@@ -301,7 +301,7 @@ class RoomHub:
                 written += connection.offer(frame)
             except Exception:  # one broken connection must not cost the others this frame
                 log.exception("room %s: offering a frame failed; closing that viewer", self.room)
-                connection.close(CloseCode.SERVICE_RESTART, "internal error: reconnect")
+                connection.close(CloseCode.INTERNAL_ERROR, "internal error: reconnect")
         metrics.FRAMES_SENT.inc(written)
 
     def _frame_since(self, cursor: int, lossy_arrived: int) -> Frame | None:
@@ -357,7 +357,7 @@ class RoomHub:
             log.exception("room %s: a group's frame failed; its viewers resume", self.room)
             group.cursor, group.lossy_seen = self.seq, self._lossy_count
             for connection in list(group.members):
-                connection.close(CloseCode.SERVICE_RESTART, "internal error: reconnect")
+                connection.close(CloseCode.INTERNAL_ERROR, "internal error: reconnect")
 
     def _compact(self) -> None:
         """After a crowd left: fold the two smallest groups into one when more groups remain

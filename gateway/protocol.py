@@ -17,11 +17,12 @@ class CloseCode(IntEnum):
     """Close codes the server sends; docs/protocol.md says what a client should do on each."""
 
     MESSAGE_TOO_BIG = 1009  # a message over the size limit (sent by the WebSocket layer)
-    SERVICE_RESTART = 1012  # reconnect (to any process) and resume
-    TRY_AGAIN_LATER = 1013  # the server could not serve the connection now; back off, resume
+    INTERNAL_ERROR = 1011  # this connection failed on the server (or missed its pong); resume
+    SERVICE_RESTART = 1012  # this process is stopping: reconnect (to any process) and resume
+    TRY_AGAIN_LATER = 1013  # Redis or PostgreSQL could not serve the room now; back off, resume
     ABUSE = 4400  # too many malformed or unknown messages
-    UNAUTHORIZED = 4401  # the token is missing, expired or invalid where one is required
-    FORBIDDEN = 4403  # not allowed to watch this room (origin, room, anonymous refused)
+    UNAUTHORIZED = 4401  # the token is missing, malformed or expired (also mid-session, at exp)
+    FORBIDDEN = 4403  # the Origin is not allowed, or the token is for another room
     ROOM_NOT_FOUND = 4404
     AUTH_TIMEOUT = 4408  # no auth message in time for a room that needs one
     SLOW_CONSUMER = 4429  # the client did not keep up; reconnect with resume
@@ -119,7 +120,6 @@ _SCHEMAS = {
     "cancel": _cancel,
     "ping": _ping,
 }
-COMMAND_TYPES = frozenset(_SCHEMAS)
 
 
 def parse(text: str | bytes) -> Command:
@@ -165,5 +165,19 @@ def error_frame(ref: str | None, code: str, detail: str, **extra: Any) -> str:
     )
 
 
-def welcome_frame(resumed: bool, epoch: str, seq: int, user: str | None) -> str:
-    return _dump({"type": "welcome", "resumed": resumed, "epoch": epoch, "seq": seq, "user": user})
+def token_life(exp: int | None, now_s: float) -> dict[str, Any]:
+    """What a client needs to refresh its token in time: the token's `exp` (seconds, as in the
+    JWT) and the seconds it has left by this server's clock (the clock that enforces it), both
+    null without a token."""
+    if exp is None:
+        return {"exp": None, "expires_in_s": None}
+    return {"exp": exp, "expires_in_s": round(max(0.0, exp - now_s), 3)}
+
+
+def welcome_frame(
+    resumed: bool, epoch: str, seq: int, user: str | None, life: dict[str, Any]
+) -> str:
+    """`life` is `token_life(...)` of the connection's token."""
+    return _dump(
+        {"type": "welcome", "resumed": resumed, "epoch": epoch, "seq": seq, "user": user, **life}
+    )

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway import metrics
+from gateway.clock import ServerClock
 from gateway.connection import Backpressure, Connection
 from gateway.hub import HubConfig, RoomHub, replay_frame
 from gateway.protocol import (
@@ -24,11 +25,12 @@ from gateway.protocol import (
     parse,
     reply_frame,
     snapshot_frame,
+    token_life,
     welcome_frame,
 )
 from gateway.subscriber import Subscriber
 from rooms.auth import Authenticator, Claims, TokenError
-from rooms.errors import ApiError
+from rooms.errors import RETRY_AFTER_S, STORAGE_ERRORS, ApiError
 from rooms.log import RoomLog
 from rooms.presence import Presence
 from rooms.service import RoomService
@@ -81,6 +83,7 @@ class Gateway:
         self._by_channel: dict[str, RoomHub] = {}
         self._hub_lock = asyncio.Lock()
         self.subscriber = Subscriber(rooms.redis, self._deliver, self._reconnected)
+        self.clock = ServerClock(rooms.redis)
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -154,8 +157,12 @@ class Gateway:
             del self._by_channel[channel]
             await self.subscriber.unsubscribe(channel)
             await hub.stop()
-        with contextlib.suppress(Exception):
+        try:
             await self.presence.report(hub.room, 0)
+        except STORAGE_ERRORS as exc:  # this process's report expires by itself
+            log.warning("room %s: presence report on leaving failed: %s", hub.room, exc)
+        except Exception:
+            log.exception("room %s: presence report on leaving failed", hub.room)
 
     async def _snapshot(self, room: str) -> dict[str, Any]:
         return await self.rooms.snapshot(room)
@@ -182,7 +189,11 @@ class Gateway:
             for room, hub in list(self.hubs.items()):
                 try:
                     epoch, seq = await self.log.position(room)
-                except Exception:
+                except STORAGE_ERRORS as exc:  # tried again next interval
+                    log.warning("room %s: catch-up read failed: %s", room, exc)
+                    continue
+                except Exception:  # a backstop must not stop for one room's bad answer
+                    log.exception("room %s: catch-up read failed", room)
                     continue
                 if epoch != hub.epoch or seq < hub.seq or hub.seq < seen.get(room, 0):
                     hub.fill_gap()
@@ -209,8 +220,7 @@ class Gateway:
             await _refuse(websocket, CloseCode.ROOM_NOT_FOUND, "no such room")
             return
         except Exception as exc:
-            log.warning("room %s: cannot read its settings: %s", room, exc)
-            await _refuse(websocket, CloseCode.TRY_AGAIN_LATER, "room unavailable: retry")
+            await _refuse(websocket, *_failed(room, "cannot read its settings", exc))
             return
         await websocket.accept()
         anonymous = self.config.allow_anonymous and room_settings.get("allow_anonymous", True)
@@ -229,12 +239,11 @@ class Gateway:
         except WebSocketDisconnect:
             return
         connection = Connection(websocket, self.config.backpressure)
-        connection.user = claims.sub if claims else None
+        _sign_in(connection, claims)
         try:
             hub = await self._join(room, connection)
         except Exception as exc:
-            log.warning("room %s: cannot join: %s", room, exc)
-            connection.close(CloseCode.TRY_AGAIN_LATER, "room unavailable: retry")
+            connection.close(*_failed(room, "cannot join", exc))
             await connection.finish()
             return
         gone = False
@@ -247,13 +256,14 @@ class Gateway:
             gone = True
         except Exception as exc:
             if not (isinstance(exc, TimeoutError) and reading.expired()):
-                log.warning("room %s: connection failed: %s", room, exc)
-                connection.close(CloseCode.TRY_AGAIN_LATER, "room unavailable: retry")
+                connection.close(*_failed(room, "connection failed", exc))
             # else: closed by the server, and the close is done (or given up)
         finally:
             connection.on_closed = None
-            await self._leave(hub, connection)
-            await connection.finish(wait_close=not gone)
+            try:
+                await self._leave(hub, connection)
+            finally:
+                await connection.finish(wait_close=not gone)
 
     def _claims_for(self, token: str, room: str) -> Claims:
         try:
@@ -280,7 +290,7 @@ class Gateway:
         if command.type != "auth":
             raise _Refused(CloseCode.UNAUTHORIZED, "the first message must be auth")
         claims = self._claims_for(command.fields["token"], room)
-        await websocket.send_text(reply_frame(command.ref, {"user": claims.sub}))
+        await websocket.send_text(reply_frame(command.ref, _auth_data(claims)))
         return claims
 
     async def _sync(
@@ -298,17 +308,18 @@ class Gateway:
         params = websocket.query_params
         since, epoch = params.get("since"), params.get("epoch")
         user = claims.sub if claims else None
+        life = token_life(claims.exp if claims else None, time.time())
         if since is not None and epoch and since.isascii() and since.isdigit() and len(since) < 19:
             replay = await self.log.read_since(room, epoch, int(since), self.config.replay_limit)
             if not replay.gap:
-                connection.send(welcome_frame(True, replay.epoch, replay.seq, user))
+                connection.send(welcome_frame(True, replay.epoch, replay.seq, user, life))
                 if replay.events:
                     connection.send(replay_frame(replay.events, self.config.lossy_per_tick))
                 connection.synced(replay.epoch, replay.seq)
                 return
         snapshot = await self.rooms.snapshot(room)
         epoch, seq = str(snapshot["epoch"]), int(snapshot["seq"])
-        connection.send(welcome_frame(False, epoch, seq, user))
+        connection.send(welcome_frame(False, epoch, seq, user, life))
         connection.send(snapshot_frame(snapshot))
         connection.synced(epoch, seq)
 
@@ -347,22 +358,20 @@ class Gateway:
     async def _run(
         self, room: str, connection: Connection, claims: Claims | None, command: Command
     ) -> Claims | None:
+        """Run one command; returns the connection's claims from now on (changed by `auth`)."""
         if command.type == "ping":
-            connection.send(reply_frame(command.ref, {"ts": int(time.time() * 1000)}))
+            ts = await self.clock.now_ms()
+            connection.send(reply_frame(command.ref, {"ts": ts}))
             return claims
         if command.type == "auth":
-            try:
-                claims = self._claims_for(command.fields["token"], room)
-            except _Refused as refused:
-                connection.send(error_frame(command.ref, "unauthorized", refused.reason))
-                return claims
-            connection.user = claims.sub
-            connection.send(reply_frame(command.ref, {"user": claims.sub}))
-            return claims
+            return self._reauth(room, connection, claims, command)
         if claims is None:
             connection.send(
                 error_frame(command.ref, "token_required", f"{command.type} needs a token")
             )
+            return claims
+        if claims.exp <= time.time():  # its close is due: nothing more runs on this token
+            connection.send(error_frame(command.ref, "token_expired", "the token has expired"))
             return claims
         handler = self.handlers.get(command.type)
         if handler is None:
@@ -375,6 +384,16 @@ class Gateway:
         except ApiError as exc:
             extra = {} if exc.retry_after_s is None else {"retry_after_s": exc.retry_after_s}
             connection.send(error_frame(command.ref, exc.code, exc.detail, **extra))
+        except STORAGE_ERRORS as exc:
+            log.warning("room %s: %s failed, a store is unavailable: %r", room, command.type, exc)
+            connection.send(
+                error_frame(
+                    command.ref,
+                    "unavailable",
+                    "a store is briefly unavailable: retry",
+                    retry_after_s=RETRY_AFTER_S,
+                )
+            )
         except Exception:
             log.exception("room %s: %s failed", room, command.type)
             connection.send(error_frame(command.ref, "internal_error", "the command failed"))
@@ -382,9 +401,49 @@ class Gateway:
             connection.send(reply_frame(command.ref, data))
         return claims
 
+    def _reauth(
+        self, room: str, connection: Connection, claims: Claims | None, command: Command
+    ) -> Claims | None:
+        """`auth` on an open connection: an anonymous viewer signs in, or a signed-in one
+        refreshes its token before it runs out (the new `exp` applies). A token that is bad,
+        for another room or for another user is refused and changes nothing."""
+        try:
+            fresh = self._claims_for(command.fields["token"], room)
+        except _Refused as refused:
+            code = "forbidden" if refused.code == CloseCode.FORBIDDEN else "unauthorized"
+            connection.send(error_frame(command.ref, code, refused.reason))
+            return claims
+        if claims is not None and fresh.sub != claims.sub:
+            connection.send(error_frame(command.ref, "forbidden", "token for another user"))
+            return claims
+        _sign_in(connection, fresh)
+        connection.send(reply_frame(command.ref, _auth_data(fresh)))
+        return fresh
+
     async def _comment(self, room: str, claims: Claims, fields: dict[str, Any]) -> dict[str, Any]:
         published = await self.rooms.comment(room, claims, fields["text"])
         return {"seq": published.seq}
+
+
+def _failed(room: str, what: str, exc: Exception) -> tuple[int, str]:
+    """Log a connection's failure and choose its close: TRY_AGAIN_LATER when a store failed
+    (a warning: it is not ours to fix), INTERNAL_ERROR for anything else (with its traceback)."""
+    if isinstance(exc, STORAGE_ERRORS):
+        log.warning("room %s: %s: %r", room, what, exc)
+        return CloseCode.TRY_AGAIN_LATER, "room unavailable: retry"
+    log.error("room %s: %s", room, what, exc_info=exc)
+    return CloseCode.INTERNAL_ERROR, "internal error: reconnect"
+
+
+def _sign_in(connection: Connection, claims: Claims | None) -> None:
+    """The connection acts as `claims` until their `exp`, when it is closed with UNAUTHORIZED
+    unless a fresh token came first (one timer per connection, re-armed by each refresh)."""
+    connection.user = claims.sub if claims else None
+    connection.close_at(claims.exp if claims else None, CloseCode.UNAUTHORIZED, "token_expired")
+
+
+def _auth_data(claims: Claims) -> dict[str, Any]:
+    return {"user": claims.sub, **token_life(claims.exp, time.time())}
 
 
 class _Refused(Exception):

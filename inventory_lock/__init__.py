@@ -3,10 +3,14 @@
 Knows nothing of rooms, HTTP or PostgreSQL. Every change to a pool is one Lua script (lua/),
 replay-safe and timed by the Redis server's clock. Keys of pool P share one hash tag:
 `<prefix>{sale:P}:meta|holds|buyers|due|confirming|idem`; loaded pools are listed in
-`<prefix>inventory:pools` for the sweepers. A hold id is `P.<n>` (`pool_of` reads P back), n
-from a per-pool counter seeded with the server time in microseconds so that ids are never reused
-after a drop or a rebuild. Invariant: stock = remaining + held + confirming + confirmed, and per
-buyer held + confirming + confirmed <= limit; `InventoryLock.check` recomputes both.
+`<prefix>inventory:pools` for the sweepers. A hold id is `P.<n>-<nonce>` (`pool_of` reads P back),
+n from a per-pool counter and the nonce random per reserve call, so that ids are never reused
+whatever Redis forgets (a drop, a restart that lost writes, a restored snapshot). A pool is
+marked with the Redis run id it was brought up to date under; after a restart, a restore or a
+failover it refuses to sell (`stale`) until its owner repaired it from the system of record:
+`fence`, `adopt` every order, `unfence`.
+Invariant: stock = remaining + held + confirming + confirmed, and per buyer held + confirming +
+confirmed <= limit; `InventoryLock.check` recomputes both.
 Reserves go in batches (one script call answers many requests of one pool, each as a single
 reserve would); `ReserveBatcher` gathers the requests that arrive together into those batches.
 """
@@ -15,11 +19,13 @@ from inventory_lock.batcher import BatcherFull, ReserveBatcher
 from inventory_lock.engine import InventoryLock
 from inventory_lock.keys import pool_of
 from inventory_lock.results import (
+    Adopted,
     CheckReport,
     ExpiryResult,
     Hold,
     HoldRecord,
     HoldState,
+    OrderFact,
     PoolChange,
     PoolReason,
     Rejection,
@@ -32,6 +38,7 @@ from inventory_lock.results import (
 )
 
 __all__ = [
+    "Adopted",
     "BatcherFull",
     "CheckReport",
     "ExpiryResult",
@@ -39,6 +46,7 @@ __all__ = [
     "HoldRecord",
     "HoldState",
     "InventoryLock",
+    "OrderFact",
     "PoolChange",
     "PoolReason",
     "RejectReason",

@@ -9,13 +9,14 @@ from inventory_lock.codec import pairs, record, text
 from inventory_lock.results import CheckReport, HoldState
 
 COUNTED = (HoldState.HELD, HoldState.CONFIRMING, HoldState.CONFIRMED)
+TEXT_META = ("run_id", "fenced")  # Redis run ids (see lua/_prelude.lua); every other field counts
 
 
 def check_dump(pool: str, reply: list[Any] | None) -> CheckReport | None:
     if reply is None:
         return None
     meta_raw, holds_raw, buyers_raw, due_raw, confirming_raw, idem_raw = reply
-    meta = {key: int(value) for key, value in pairs(meta_raw)}
+    meta = {key: int(value) for key, value in pairs(meta_raw) if key not in TEXT_META}
     holds = [record(key, value) for key, value in pairs(holds_raw)]
     buyers = {key: int(value) for key, value in pairs(buyers_raw)}
     due = {key: int(float(text(score))) for key, score in pairs(due_raw)}

@@ -6,6 +6,7 @@ from typing import Any
 
 from inventory_lock.keys import pool_of
 from inventory_lock.results import (
+    Adopted,
     ExpiryResult,
     Hold,
     HoldRecord,
@@ -91,8 +92,9 @@ def snapshot_reply(pool: str, reply: list[Any] | None) -> Snapshot | None:
     if reply is None:
         return None
     stock, remaining, held, confirming, confirmed, closed, limit, hold_ms, buyers = (
-        int(value) for value in reply
+        int(value) for value in reply[:9]
     )
+    state = text(reply[9])
     return Snapshot(
         pool=pool,
         stock=stock,
@@ -104,7 +106,17 @@ def snapshot_reply(pool: str, reply: list[Any] | None) -> Snapshot | None:
         closed=bool(closed),
         limit_per_buyer=limit,
         hold_ms=hold_ms,
+        stale=state == "stale",
+        fenced=state == "fenced",
     )
+
+
+def adopted_reply(pool: str, reply: list[Any]) -> Adopted | PoolChange:
+    """{holds, qty, mismatches, remaining}, or {'rejected', reason} as a failed PoolChange."""
+    if isinstance(reply[0], bytes | str):
+        return PoolChange(pool, False, PoolReason(text(reply[1])))
+    holds, qty, mismatches, remaining = (int(value) for value in reply)
+    return Adopted(pool, holds, qty, mismatches, remaining)
 
 
 def expiry_reply(pool: str, reply: list[Any] | None) -> ExpiryResult | None:

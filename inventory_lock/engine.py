@@ -7,7 +7,8 @@ touched. Every script is replay-safe, so redis-py's retry after a lost reply is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from redis.typing import EncodableT
@@ -28,9 +29,11 @@ from inventory_lock.keys import (
     valid_text,
 )
 from inventory_lock.results import (
+    Adopted,
     CheckReport,
     ExpiryResult,
     HoldRecord,
+    OrderFact,
     PoolChange,
     PoolReason,
     Rejection,
@@ -45,6 +48,14 @@ from inventory_lock.scripts import Call, Client, ScriptName, Scripts
 
 DEFAULT_RECLAIM_BATCH = 100
 DEFAULT_EXPIRE_BATCH = 1000
+MAX_ADOPT_BATCH = 1000  # orders per adopt script call
+
+
+def _valid_fact(pool: str, fact: OrderFact) -> bool:
+    try:
+        return pool_of(fact.hold_id) == pool and valid_text(fact.buyer) and valid_count(fact.qty)
+    except ValueError:
+        return False
 
 
 class InventoryLock:
@@ -73,32 +84,87 @@ class InventoryLock:
         self, pool: str, stock: int, limit_per_buyer: int, hold_seconds: float
     ) -> PoolChange:
         """A new pool with `stock` remaining; refused with `exists` while the pool exists."""
-        return await self.rebuild(pool, stock, {}, limit_per_buyer, hold_seconds)
-
-    async def rebuild(
-        self,
-        pool: str,
-        stock: int,
-        confirmed_by_buyer: Mapping[str, int],
-        limit_per_buyer: int,
-        hold_seconds: float,
-    ) -> PoolChange:
-        """A pool from durable counts after Redis lost it: remaining = stock - sum(confirmed)."""
         hold_ms = hold_ms_of(hold_seconds)
-        confirmed = list(confirmed_by_buyer.items())
         if not (
             valid_pool(pool)
             and valid_count(stock, minimum=0)
             and valid_count(limit_per_buyer)
             and hold_ms is not None
-            and all(valid_text(b) and valid_count(q) and q <= limit_per_buyer for b, q in confirmed)
-            and sum(q for _, q in confirmed) <= stock
         ):
             return PoolChange(pool, False, PoolReason.INVALID)
         # Registered first: a crash right after the script must not hide the pool from sweepers.
-        await self._redis.sadd(registry_key(self._prefix), pool)
-        args = [pool, stock, limit_per_buyer, hold_ms, *(x for pair in confirmed for x in pair)]
-        return codec.pool_change_reply(pool, await self._call("load", pool, args))
+        await self.register([pool])
+        reply = await self._call("load", pool, [pool, stock, limit_per_buyer, hold_ms])
+        return codec.pool_change_reply(pool, reply)
+
+    # -- repair from the system of record -----------------------------------------------------
+    # fence, adopt every order, unfence: a pool that Redis lost or took back in time (a restart,
+    # a restored snapshot, a failover) sells again only once it holds every order as confirmed.
+
+    async def fence(
+        self,
+        pool: str,
+        stock: int,
+        limit_per_buyer: int,
+        hold_seconds: float,
+        token: str,
+        lease_s: float,
+    ) -> PoolChange:
+        """Stop the pool selling until `unfence(pool, token)`, for at most `lease_s` (then it is
+        stale again, for another repair); a missing pool is created with all of `stock`
+        remaining (reason `created`), for `adopt` to take what was sold."""
+        hold_ms, lease_ms = hold_ms_of(hold_seconds), hold_ms_of(lease_s)
+        if not (
+            valid_pool(pool)
+            and valid_count(stock, minimum=0)
+            and valid_count(limit_per_buyer)
+            and hold_ms is not None
+            and lease_ms is not None
+            and valid_text(token)
+        ):
+            return PoolChange(pool, False, PoolReason.INVALID)
+        await self.register([pool])
+        args: list[EncodableT] = [pool, stock, limit_per_buyer, hold_ms, token, lease_ms]
+        return codec.pool_change_reply(pool, await self._call("fence", pool, args))
+
+    async def adopt(self, pool: str, orders: Sequence[OrderFact]) -> Adopted | PoolChange:
+        """Record each order as a confirmed hold, whatever state Redis has it in (see
+        lua/adopt.lua); idempotent. A failed PoolChange for an unknown pool or bad input."""
+        valid = valid_pool(pool) and all(_valid_fact(pool, fact) for fact in orders)
+        unique = list(dict.fromkeys(orders))  # the same order twice is adopted once
+        if not valid or len({fact.hold_id for fact in unique}) < len(unique):  # id, two orders
+            return PoolChange(pool, False, PoolReason.INVALID)
+        result: Adopted | PoolChange = Adopted(pool, 0, 0, 0, 0)
+        for start in range(0, max(len(unique), 1), MAX_ADOPT_BATCH):
+            chunk = unique[start : start + MAX_ADOPT_BATCH]
+            args: list[EncodableT] = [pool]
+            args += [x for fact in chunk for x in (fact.hold_id, fact.buyer, fact.qty)]
+            reply = codec.adopted_reply(pool, await self._call("adopt", pool, args))
+            if isinstance(reply, PoolChange):
+                return reply
+            assert isinstance(result, Adopted)
+            result = Adopted(
+                pool,
+                result.holds + reply.holds,
+                result.qty + reply.qty,
+                result.mismatches + reply.mismatches,
+                reply.remaining,
+            )
+        return result
+
+    async def unfence(self, pool: str, token: str) -> PoolChange:
+        """The pool sells again; `stale` if another repair fenced it since, or Redis restarted
+        since this `fence` (repair again)."""
+        if not valid_pool(pool) or not valid_text(token):
+            return PoolChange(pool, False, PoolReason.INVALID)
+        return codec.pool_change_reply(pool, await self._call("unfence", pool, [token]))
+
+    async def register(self, pools: Sequence[str]) -> None:
+        """List pools for the sweepers (idempotent): the registry sits apart from the pools'
+        keys (another slot on a cluster) and may be lost alone, so owners re-register."""
+        valid = [pool for pool in pools if valid_pool(pool)]
+        if valid:
+            await self._redis.sadd(registry_key(self._prefix), *valid)
 
     async def exists(self, pool: str) -> bool:
         return valid_pool(pool) and bool(await self._redis.exists(self.keys(pool).meta))
@@ -231,6 +297,14 @@ class InventoryLock:
         results = await asyncio.gather(*(self.expire_due(pool, batch) for pool in pools))
         return [result for result in results if result is not None]
 
+    async def server_ms(self) -> int:
+        """The Redis server's clock in ms: the clock holds are stamped and expire by."""
+        reply: Any = await self._redis.time()
+        if isinstance(reply, dict):  # a cluster answers per node: any node's clock will do
+            reply = next(iter(reply.values()))
+        seconds, micros = reply
+        return int(seconds) * 1000 + int(micros) // 1000
+
     # -- helpers -------------------------------------------------------------------------------
 
     async def _call(self, name: ScriptName, pool: str, args: Sequence[EncodableT]) -> Any:
@@ -246,8 +320,9 @@ class InventoryLock:
 
     def _reserve_call(self, pool: str, requests: Sequence[ReserveRequest]) -> Call:
         """One lua/reserve.lua call for requests of `pool`; bytes, which redis-py sends as they
-        are (a call carries three arguments per request)."""
-        args: list[EncodableT] = [pool, self._reclaim_batch]
+        are (a call carries three arguments per request). The nonce makes this call's hold ids
+        unique even if Redis later forgets it and hands out the same sequence numbers again."""
+        args: list[EncodableT] = [pool, self._reclaim_batch, secrets.token_hex(8)]
         for request in requests:
             args += (request.buyer.encode(), b"%d" % request.qty, request.idempotency_key.encode())
         return self.keys(pool).all, args

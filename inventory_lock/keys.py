@@ -18,7 +18,8 @@ MAX_HOLD_MS = 86_400_000
 MAX_BATCH = 10_000
 MAX_RESERVE_BATCH = 500  # requests per reserve script call, as in lua/reserve.lua
 _POOL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_HOLD_RE = re.compile(r"([A-Za-z0-9_-]{1,64})\.([0-9]{1,18})")
+# "<pool>.<seq>-<nonce>", or "<pool>.<seq>" as older releases made them (see lua/_prelude.lua).
+_HOLD_RE = re.compile(r"([A-Za-z0-9_-]{1,64})\.([0-9]{1,18})(?:-[0-9a-f]{16})?")
 
 # Order matters: the scripts name them KEYS[1..6].
 KEY_SUFFIXES = ("meta", "holds", "buyers", "due", "confirming", "idem")

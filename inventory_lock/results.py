@@ -20,6 +20,8 @@ class RejectReason(StrEnum):
     CLOSED = "closed"
     INVALID = "invalid"
     UNKNOWN_POOL = "unknown_pool"
+    STALE = "stale"  # the pool must be repaired from the system of record before it sells
+    FENCED = "fenced"  # a repair of the pool is running: retry in a moment
 
 
 class TransitionReason(StrEnum):
@@ -33,6 +35,8 @@ class PoolReason(StrEnum):
     EXISTS = "exists"
     UNKNOWN_POOL = "unknown_pool"
     INVALID = "invalid"
+    CREATED = "created"  # fence made the pool (it was missing)
+    STALE = "stale"  # unfence after a restart of Redis since the fence: repair again
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,30 @@ class Snapshot:
     closed: bool
     limit_per_buyer: int
     hold_ms: int
+    stale: bool = False  # loaded under another Redis run (or its repair died): repair it
+    fenced: bool = False  # a repair is running
+
+
+@dataclass(frozen=True, slots=True)
+class Adopted:
+    """What `adopt` changed: orders newly recorded as confirmed holds, their quantity, records
+    found with another buyer or quantity (an id reissued before ids had nonces), and the stock
+    left (below zero when Redis had promised more than there is)."""
+
+    pool: str
+    holds: int
+    qty: int
+    mismatches: int
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFact:
+    """An order as the system of record has it, for `adopt`."""
+
+    hold_id: str
+    buyer: str
+    qty: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,9 @@ ScriptName = Literal[
     "snapshot",
     "dump",
     "confirming",
+    "fence",
+    "adopt",
+    "unfence",
 ]
 SCRIPT_NAMES: tuple[ScriptName, ...] = get_args(ScriptName)
 Call = tuple[Sequence[str], Sequence[EncodableT]]

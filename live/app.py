@@ -175,6 +175,8 @@ def create_app(settings: Settings) -> Starlette:
                 InventoryLock(redis, settings.redis_prefix),
                 log,
                 OrderWriter(pg, timeout_s=settings.io_timeout_s),
+                # A confirm's caller waits up to twice the I/O timeout for its order.
+                stuck_confirm_s=3 * settings.io_timeout_s,
             )
             gateway = Gateway(
                 GatewayConfig(

@@ -7,15 +7,18 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import replace
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import asyncpg
 import redis.asyncio as aioredis
 
+from gateway.logs import uvicorn_log_config
 from live import __version__, db
 from live.embedded import EmbeddedError, EmbeddedServers
 from live.metrics import MULTIPROC_ENV
@@ -75,18 +78,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {
+    """The environment's settings with the command's flags over them."""
+    overrides: dict[str, Any] = {
         name: value
         for name in ("host", "port", "workers", "data_dir")
         if (value := getattr(args, name, None)) is not None
     }
     if "data_dir" in overrides:
-        from pathlib import Path
-
         overrides["data_dir"] = Path(overrides["data_dir"])
-    settings = Settings.from_env(**overrides)
-    settings.validate()
-    return settings
+    return Settings.from_env(**overrides)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail before starting anything when the address cannot be listened on (in use, not this
+    machine's, not a host), with one line instead of uvicorn's start-up and shutdown logs."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _embedded(settings: Settings) -> EmbeddedServers | None:
@@ -147,6 +160,7 @@ def _serve(settings: Settings, demo: bool) -> None:
     # uvicorn re-raises the signal that stopped it once it has shut down; with this handler in
     # place that becomes SystemExit, so the embedded servers below are stopped, not orphaned.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _check_listen(settings.host, settings.port)
     with ExitStack() as stack:
         settings = _with_servers(settings, stack)
         applied = asyncio.run(_check_and_migrate(settings))
@@ -179,6 +193,7 @@ def _serve(settings: Settings, demo: bool) -> None:
             port=settings.port,
             workers=settings.workers,
             log_level=settings.log_level,
+            log_config=uvicorn_log_config(settings.log_level),  # no token in any log
             timeout_graceful_shutdown=10,
             **websocket_options(settings),
             lifespan="on",
@@ -261,10 +276,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "token":
             _token(settings, args)
     except (CliError, SettingsError, EmbeddedError) as exc:
-        print(f"live: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _fail(str(exc))
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # every error is one line, the unforeseen ones too
+        _fail(f"{type(exc).__name__}: {exc}")
+
+
+def _fail(message: str) -> NoReturn:
+    text = " ".join(message.split()) or "failed"
+    print(f"live: error: {text}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

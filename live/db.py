@@ -7,6 +7,12 @@ import asyncpg
 from live.settings import Settings
 
 
+def application_name(settings: Settings) -> str:
+    """How the service's connections show in pg_stat_activity (operators and fault tests find
+    them by it): `live/<schema>`."""
+    return f"live/{settings.database_schema}"[:63]
+
+
 async def ensure_schema(settings: Settings) -> None:
     """Create the configured schema if it is missing (migrations then fill it)."""
     if settings.database_schema == "public":
@@ -35,7 +41,10 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         max_size=settings.db_pool_size,
         timeout=settings.io_timeout_s,
         command_timeout=settings.io_timeout_s,
-        server_settings={"search_path": settings.database_schema},
+        server_settings={
+            "search_path": settings.database_schema,
+            "application_name": application_name(settings),
+        },
     )
     assert pool is not None
     return pool

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from rooms.errors import ApiError
+from rooms.errors import RETRY_AFTER_S, STORAGE_ERRORS, ApiError
 
 log = logging.getLogger("live")
 
@@ -46,5 +46,13 @@ async def api_error(request: Request, exc: Exception) -> Response:
 
 
 async def unhandled_exception(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, STORAGE_ERRORS):  # Redis or PostgreSQL away, slow or restarting
+        log.warning("%s %s: storage unavailable: %r", request.method, request.url.path, exc)
+        return error_response(
+            503,
+            "unavailable",
+            "the service is unavailable for a moment; retry",
+            **{"Retry-After": str(math.ceil(RETRY_AFTER_S))},
+        )
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "an internal error occurred; it was logged")

@@ -54,14 +54,21 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `LIVE_*` variables; `overrides` (command-line flags, already typed)
+        win over the variable of the same setting, which is then not even read."""
+        names = {field.name for field in fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise TypeError(f"no such setting: {', '.join(unknown)}")
         source = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field in fields(cls):
             raw = source.get(f"LIVE_{field.name.upper()}")
-            if raw is None:
+            if raw is None or field.name in overrides:
                 continue
             values[field.name] = _parse(field.name, field.type, raw)
-        settings = replace(cls(), **values, **overrides)
+        values.update(overrides)
+        settings = replace(cls(), **values)
         settings.validate()
         return settings
 
@@ -104,6 +111,8 @@ class Settings:
                 raise SettingsError(f"LIVE_{name.upper()} must be positive")
         if self.io_timeout_s <= 0:
             raise SettingsError("LIVE_IO_TIMEOUT_S must be positive")
+        _check_url("LIVE_REDIS_URL", self.redis_url, REDIS_SCHEMES)
+        _check_url("LIVE_DATABASE_URL", self.database_url, DATABASE_SCHEMES)
 
     def resolved_jwt_secret(self) -> str:
         """The configured secret, or in development one generated once and kept in data_dir."""
@@ -112,14 +121,34 @@ class Settings:
         if self.production:
             raise SettingsError("LIVE_JWT_SECRET must be set when LIVE_ENV=production")
         path = self.data_dir / "jwt_secret"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return path.read_text().strip()
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48))
             return path.read_text().strip()
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"LIVE_DATA_DIR {str(self.data_dir)!r} cannot hold the development secret: "
+                f"{exc.strerror or exc}"
+            ) from None
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
+DATABASE_SCHEMES = ("postgresql", "postgres")
+
+
+def _check_url(variable: str, url: str, schemes: tuple[str, ...]) -> None:
+    """Empty (an embedded server) or a URL of one of `schemes`."""
+    if not url:
+        return
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.lower() not in schemes:
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        raise SettingsError(f"{variable} must start with one of {allowed}")
 
 
 def _parse(name: str, kind: Any, raw: str) -> Any:

@@ -24,6 +24,12 @@ class TransportError(Exception):
 class Response:
     status: int
     body: dict[str, Any]
+    retry_after_s: float | None = None  # the Retry-After header (seconds), when sent
+
+    @property
+    def unavailable(self) -> bool:
+        """503: a store is away for now; the same call, retried later, completes or fails."""
+        return self.status == 503
 
     @property
     def ok(self) -> bool:
@@ -104,7 +110,7 @@ class Api:
             self._last_used = time.monotonic()
             if answer.will_close:
                 self.close()
-            return Response(answer.status, _json(raw))
+            return Response(answer.status, _json(raw), _seconds(answer.getheader("Retry-After")))
         raise AssertionError("unreachable")
 
     def get(self, path: str) -> Response:
@@ -112,6 +118,14 @@ class Api:
 
     def post(self, path: str, body: dict[str, Any] | None = None, **kw: Any) -> Response:
         return self.request("POST", path, {} if body is None else body, **kw)
+
+
+def _seconds(header: str | None) -> float | None:
+    """Retry-After as delta-seconds (an HTTP date is not used by this API)."""
+    try:
+        return max(0.0, float(header)) if header else None
+    except ValueError:
+        return None
 
 
 def _json(raw: bytes) -> dict[str, Any]:

@@ -2,10 +2,14 @@
 its holds) or walks away and lets the hold expire.
 
 Reservations and confirms go over the HTTP API and are reported as request types `reserve` and
-`confirm`. The API's business answers (409 sold_out / limit / not_open, 409 expired on a late
-confirm) are successes for locust: the service answered as promised. Only other answers and
-transport errors count as failures. A call that got no answer is retried once with the same
-Idempotency-Key (or on the same reservation): both are replay-safe."""
+`confirm`. The API's business answers (409 sold_out / limit / not_open, 409 expired or conflict
+on a confirm) are successes for locust: the service answered as promised. Only other answers and
+transport errors count as failures; in chaos runs a 503 (a store away, with Retry-After) is a
+promised answer too. A call that got no answer or a 5xx is retried with the same Idempotency-Key
+(or on the same reservation), both replay-safe, after Retry-After or a short backoff: a reserve
+for up to RESERVE_PATIENCE_S, a confirm for up to CONFIRM_PATIENCE_S (a stalled database answers
+after the service's io timeout). A confirm never answered is counted as `confirm_unknown`: the
+order may or may not exist."""
 
 from __future__ import annotations
 
@@ -25,9 +29,13 @@ from loadtest.users import LiveUser, pending
 RESERVE_NAME = "/api/sales/[sale]/reservations"
 CONFIRM_NAME = "/api/reservations/[id]/confirm"
 REJECTIONS = frozenset({"sold_out", "limit", "not_open"})
-CONFIRM_REFUSALS = frozenset({"expired", "sold_out"})
+CONFIRM_REFUSALS = frozenset({"expired", "sold_out", "conflict"})
 # A hold whose expiry is this close is no longer counted as owned (clock and sweep slack).
 EXPIRY_GRACE_MS = 1000
+RESERVE_ATTEMPTS, RESERVE_PATIENCE_S = 4, 10.0
+CONFIRM_ATTEMPTS, CONFIRM_PATIENCE_S = 8, 40.0
+BACKOFF_S = (0.5, 1.0, 2.0, 3.0)  # after a call without an answer
+MAX_PAUSE_S = 5.0  # a Retry-After above this is shortened
 
 
 class SaleWatch:
@@ -153,54 +161,101 @@ class Buyer(LiveUser):
         return True
 
     def _reserve(self) -> Response | None:
+        """One reservation: retried with the same key after no answer or a 5xx."""
         key = uuid.uuid4().hex
         path = f"/api/sales/{self.params.sale}/reservations"
-        for _ in range(2):
+        deadline = time.monotonic() + RESERVE_PATIENCE_S
+        response: Response | None = None
+        for attempt in range(RESERVE_ATTEMPTS):
             pending.add("reserve")
             response = self.timed(
                 "reserve",
                 RESERVE_NAME,
                 lambda: self.api.post(path, {"qty": 1}, headers={"Idempotency-Key": key}),
-                _reserve_answer,
+                self._reserve_answer,
             )
-            if response is not None:
+            if response is None:
+                pending.add("reserve_no_answer")
+            else:
                 outcome = "hold" if response.status == 201 else response.error
                 pending.add(f"reserve_{outcome}")
-                return response
-            pending.add("reserve_no_answer")
-        return None
+                if response.status < 500:
+                    return response
+            if attempt + 1 == RESERVE_ATTEMPTS or not _pause(attempt, response, deadline):
+                break
+        return response
 
     def _confirm(self, hold_id: str) -> None:
+        """Confirm one hold; retried (same reservation, idempotent) after no answer or a 5xx
+        until an answer that settles it, CONFIRM_ATTEMPTS or CONFIRM_PATIENCE_S. While it
+        lasts the outcome is open (`confirming`: a user stopped then counts it as unknown;
+        not reset in a `finally`, since locust's stop unwinds through here before on_stop)."""
+        self.confirming = True
+        settled = self._confirm_attempts(hold_id)
+        self.confirming = False
+        if not settled:
+            pending.add("confirm_unknown")
+
+    def _confirm_attempts(self, hold_id: str) -> bool:
+        """True once an answer settled the confirm (an order, or a refusal)."""
         path = f"/api/reservations/{hold_id}/confirm"
         body = {"payment_ref": f"pay-{hold_id}"}
-        for attempt in range(3):
+        deadline = time.monotonic() + CONFIRM_PATIENCE_S
+        for attempt in range(CONFIRM_ATTEMPTS):
             pending.add("confirm")
-            self.confirming = True
             response = self.timed(
-                "confirm", CONFIRM_NAME, lambda: self.api.post(path, body), _confirm_answer
+                "confirm", CONFIRM_NAME, lambda: self.api.post(path, body), self._confirm_answer
             )
-            self.confirming = False
             if response is None:
                 pending.add("confirm_no_answer")
-                continue
-            if response.status == 201:
-                self.orders += 1
-                self.holds.pop(hold_id, None)
-                pending.add("confirm_ok")
-                pending.high("max_orders_per_buyer", self.orders)
-                return
-            pending.add(f"confirm_{response.error}")
-            if response.status != 503:
-                self.holds.pop(hold_id, None)
-                return
-            if attempt < 2:
-                gevent.sleep(float(response.body.get("retry_after_s") or 1.0))
-        pending.add("confirm_unknown")
+            elif response.status == 201:
+                self._ordered(hold_id, response.body)
+                return True
+            else:
+                pending.add(f"confirm_{response.error}")
+                if response.status < 500:
+                    self.holds.pop(hold_id, None)
+                    return True
+            if attempt + 1 == CONFIRM_ATTEMPTS or not _pause(attempt, response, deadline):
+                break
+        return False
+
+    def _ordered(self, hold_id: str, order: dict[str, Any]) -> None:
+        """A confirm answered 201: an acknowledged order, which must be this buyer's own."""
+        self.orders += 1
+        self.holds.pop(hold_id, None)
+        pending.add("confirm_ok")
+        pending.high("max_orders_per_buyer", self.orders)
+        mine = (order.get("buyer"), str(order.get("reservation_id")), order.get("qty")) == (
+            self.sub,
+            hold_id,
+            1,
+        )
+        if not mine or order.get("payment_ref") != f"pay-{hold_id}":
+            pending.add("confirm_foreign")
+
+    def _reserve_answer(self, response: Response) -> bool:
+        promised = response.status == 201 or (
+            response.status == 409 and response.error in REJECTIONS
+        )
+        return promised or (response.unavailable and self.record_calls)
+
+    def _confirm_answer(self, response: Response) -> bool:
+        promised = response.status == 201 or (
+            response.status == 409 and response.error in CONFIRM_REFUSALS
+        )
+        return promised or (response.unavailable and self.record_calls)
 
 
-def _reserve_answer(response: Response) -> bool:
-    return response.status == 201 or (response.status == 409 and response.error in REJECTIONS)
-
-
-def _confirm_answer(response: Response) -> bool:
-    return response.status == 201 or (response.status == 409 and response.error in CONFIRM_REFUSALS)
+def _pause(attempt: int, response: Response | None, deadline: float) -> bool:
+    """Wait before the next attempt (Retry-After, else a backoff); False when there is no time
+    left for one."""
+    if response is not None and response.retry_after_s is not None:
+        pause = min(response.retry_after_s, MAX_PAUSE_S)
+    else:
+        pause = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+    pause *= random.uniform(1.0, 1.3)  # spread the retries of many buyers
+    if time.monotonic() + pause >= deadline:
+        return False
+    gevent.sleep(pause)
+    return True

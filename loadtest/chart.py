@@ -1,4 +1,5 @@
-"""The run as a PNG: reservations per second, stock left and fan-out p99 over time.
+"""The run as a PNG: reservations per second, stock left and fan-out p99 over time, with each
+injected fault marked (a vertical line and its name).
 
 Rates and lag come from the summary's per-second series (counted by the users' clocks, not by
 when the master heard of them); stock left from the command's own polls of the sale."""
@@ -19,7 +20,9 @@ def draw(
     stock: list[dict[str, Any]],
     sale_epoch_s: float | None,
     title: str,
+    faults: list[tuple[float, str]] | None = None,
 ) -> None:
+    """`faults`: (epoch seconds, name) of each injected fault."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,6 +37,9 @@ def draw(
     for key, label in (("reserve", "reservation attempts/s"), ("holds", "holds/s")):
         rate.plot(seconds, [row.get(key, 0) for row in series], label=label)
     rate.plot(seconds, [row.get("orders", 0) for row in series], label="orders/s")
+    for key, label in (("unavailable", "503/s"), ("server_errors", "other 5xx/s")):
+        if any(row.get(key) for row in series):
+            rate.plot(seconds, [row.get(key, 0) for row in series], label=label, linestyle=":")
     rate.set_ylabel("per second")
     rate.legend(loc="upper right")
 
@@ -53,6 +59,20 @@ def draw(
         axis.grid(alpha=0.3)
         if sale_epoch_s:
             axis.axvline(sale_epoch_s - t0, color="grey", linestyle="--", linewidth=1)
+        for at, _ in faults or []:
+            axis.axvline(at - t0, color="red", linestyle="-", linewidth=1, alpha=0.6)
+    for at, name in faults or []:
+        rate.annotate(
+            name,
+            (at - t0, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, -2),
+            textcoords="offset points",
+            rotation=90,
+            va="top",
+            fontsize=8,
+            color="red",
+        )
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)

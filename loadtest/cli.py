@@ -9,6 +9,29 @@ threshold holds, 1 otherwise, 2 for bad flags.
 Written to --out: report.html (locust), chart.png, verdict.txt, verdict.json, summary.json,
 timeline.jsonl, locust_*.csv and the logs of the service and of every locust process.
 
+Chaos (--chaos redis-restart,redis-rollback,redis-flush,pg-stall,pg-cut,worker-kill, or all):
+the faults are injected on a schedule over the time the sale sells (from 2 s after it opens to
+the last seconds of buying, each with time after it for the sale to sell again), each logged
+with its time. What each does and needs:
+
+  redis-restart   Redis SIGKILLed, 2 s down, restarted with its data       own service
+  redis-rollback  Redis back to a snapshot of 3 s before (lagging replica)  own service
+  redis-flush     Redis FLUSHALL                                            own service
+  pg-stall        the sale's row locked for 2x the io timeout (10 s), so    own service or
+                  confirms time out (503)                                   --database-url
+  pg-cut          the service's PostgreSQL connections terminated           as pg-stall
+  worker-kill     one uvicorn worker SIGKILLed (--serve-workers 2 or more)  own service
+
+"own service": the command starts the service itself (no --url) and gives it a Redis of its own
+(LIVE_REDIS_URL) that it can kill, roll back and flush; with --url such faults are refused (exit
+2). The verdict adds a row per fault: when it happened, the 503s, other 5xx and unanswered calls
+until the next fault, and how long until the sale sold again (the first order after it; the
+first hold when nobody confirmed). Buyers retry a 503 (after Retry-After) and a call without an
+answer, reserve and confirm alike (same idempotency key or reservation), and a 503 is a promised
+answer in a chaos run; any other 5xx fails the run ("no 5xx but 503"), as does a 201 confirm
+whose order is not that buyer's. --max-error-rate is off by default with --chaos. Every reserve
+and confirm is written to calls.json; chart.png marks each fault.
+
 More load than one machine makes: run the command with --master-port PORT --expect-remote N
 and start N workers elsewhere, each with the project installed:
 
@@ -24,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import re
 import sys
 import time
@@ -31,8 +55,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtest import scenario, simulation
+from loadtest import chaos, scenario, simulation
 from loadtest.api import TransportError
+from loadtest.faults import FaultError
 from loadtest.service import ServiceError
 
 
@@ -87,6 +112,25 @@ def add_parser(subparsers: Any) -> None:
         help="uvicorn workers of the service",
     )
     target.add_argument("--keep-data", action="store_true", help="keep the service's data dir")
+    target.add_argument(
+        "--chaos",
+        metavar="FAULTS",
+        default="",
+        help=f"inject faults during the sale: {','.join(chaos.FAULTS)} or all (see above)",
+    )
+    target.add_argument(
+        "--database-url",
+        metavar="URL",
+        default=os.environ.get("LIVE_DATABASE_URL", ""),
+        help="with --url: the service's PostgreSQL, for pg-stall and pg-cut"
+        " (default LIVE_DATABASE_URL)",
+    )
+    target.add_argument(
+        "--database-schema",
+        metavar="NAME",
+        default=os.environ.get("LIVE_DATABASE_SCHEMA", "public"),
+        help="with --url: the service's schema (default LIVE_DATABASE_SCHEMA, else public)",
+    )
     crowd = sale.add_argument_group("crowd")
     crowd.add_argument(
         "--viewers", metavar="N", type=int, default=200, help="viewers (WebSocket only)"
@@ -135,7 +179,11 @@ def add_parser(subparsers: Any) -> None:
         "--max-p99-ms", metavar="X", type=float, default=0.0, help="reserve, confirm, fan-out"
     )
     judge.add_argument(
-        "--max-error-rate", metavar="Y", type=float, default=0.01, help="failed actions share"
+        "--max-error-rate",
+        metavar="Y",
+        type=float,
+        default=None,
+        help="failed actions share (default 0.01; off with --chaos)",
     )
     judge.add_argument("--skip-reconcile", action="store_true", help="no `live reconcile`")
     judge.add_argument(
@@ -182,6 +230,21 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--think-min must be between 0 and --think-max"
     if args.duration < 5:
         return "--duration must be at least 5 s"
+    if args.chaos:
+        return _check_chaos(args)
+    return None
+
+
+def _check_chaos(args: argparse.Namespace) -> str | None:
+    """Whether the faults can be reached and fit; a worker-kill raises --serve-workers to 2."""
+    try:
+        faults = chaos.parse(args.chaos)
+        if chaos.WORKER_KILL in faults and not args.url and args.serve_workers < 2:
+            print("live loadtest: worker-kill needs 2 workers: --serve-workers 2", flush=True)
+            args.serve_workers = 2
+        simulation.chaos_plan(args)
+    except chaos.ChaosError as exc:
+        return f"--chaos: {exc}"
     return None
 
 
@@ -194,7 +257,7 @@ def flash_sale(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         return simulation.simulate(args, out.resolve())
-    except (ServiceError, scenario.SetupError, TransportError) as exc:
+    except (ServiceError, scenario.SetupError, TransportError, FaultError) as exc:
         print(f"live loadtest: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ from typing import Any
 import gevent
 
 from loadtest import summary
-from loadtest.params import SUMMARY, TIMELINE, Params
+from loadtest.params import CALLS, SUMMARY, TIMELINE, Params
 from loadtest.tally import Tally
 
 log = logging.getLogger("loadtest")
@@ -46,7 +46,7 @@ class Monitor:
 
     def merge(self, data: dict[str, Any]) -> None:
         self.total.merge(data)
-        self.window.merge(data)
+        self.window.merge({**data, "calls": []})  # the window is for lag and rates only
 
     def on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         if "live" in data:
@@ -110,6 +110,9 @@ class Monitor:
         )
         if self.out is not None:
             (self.out / SUMMARY).write_text(json.dumps(result, indent=2))
+            if self.total.calls:
+                calls = sorted(self.total.calls)
+                (self.out / CALLS).write_text(json.dumps(calls, separators=(",", ":")))
         for check in result["thresholds"]:
             state = "ok" if check["ok"] else "BROKEN"
             log.info(

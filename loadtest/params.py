@@ -13,6 +13,17 @@ from typing import Any
 ENV_PREFIX = "LIVE_LOADTEST_"
 TIMELINE = "timeline.jsonl"  # in `out`: one row a second from the master
 SUMMARY = "summary.json"  # in `out`: the master's summary at the end
+CALLS = "calls.json"  # in `out`, chaos runs only: every reserve and confirm with its times
+
+
+def default_sale_at(users: int, spawn_rate: float, duration_s: float) -> float:
+    """When the host opens the sale (s after the test starts): once every user is spawned."""
+    return min(users / spawn_rate + 2.0, duration_s / 2)
+
+
+def buy_margin_s(run_time_s: float) -> float:
+    """Buyers start nothing in the last seconds of the run, so that no confirm is cut off."""
+    return min(5.0, run_time_s * 0.25)
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class Params:
     max_p99_ms: float = 0.0  # 0: no threshold
     max_error_rate: float = 1.0  # 1: no threshold
     out: str = ""  # directory for timeline.jsonl and summary.json; empty: none written
+    chaos: str = ""  # faults injected during the run (comma-separated): 503s are expected answers
 
     def think_range(self) -> tuple[float, float]:
         """Think time between hold and confirm, kept well inside the hold time."""
@@ -75,6 +87,7 @@ _HELP = {
     "max_p99_ms": "fail when reserve, confirm or fan-out p99 exceeds this (0: off)",
     "max_error_rate": "fail when the share of failed actions exceeds this (1: off)",
     "out": "directory for timeline.jsonl and summary.json",
+    "chaos": "faults injected during the run: 503 is an expected answer, every call is recorded",
 }
 
 

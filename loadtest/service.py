@@ -1,5 +1,6 @@
 """A throwaway `live serve` for one simulation: its own temporary data dir, embedded Redis and
-PostgreSQL, a fresh JWT secret, a free port; stopped (SIGTERM) and removed afterwards."""
+PostgreSQL, a fresh JWT secret, a free port; stopped (SIGTERM) and removed afterwards. Given a
+`redis_url` it uses that Redis instead of an embedded one (a chaos run's Redis of its own)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from loadtest.api import Api, TransportError
+from loadtest.processes import free_port
 
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -27,16 +28,12 @@ class ServiceError(RuntimeError):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class EmbeddedService:
-    def __init__(self, log_path: Path, *, workers: int = 1, keep_data: bool = False) -> None:
+    def __init__(
+        self, log_path: Path, *, workers: int = 1, keep_data: bool = False, redis_url: str = ""
+    ) -> None:
         self.log_path = log_path
+        self.given_redis_url = redis_url
         self.workers = workers
         self.keep_data = keep_data
         self.data_dir = Path(tempfile.mkdtemp(prefix="live-loadtest-"))
@@ -57,6 +54,8 @@ class EmbeddedService:
         )
         if self.redis_url:
             env.update(LIVE_REDIS_URL=self.redis_url, LIVE_DATABASE_URL=self.database_url)
+        elif self.given_redis_url:
+            env.update(LIVE_REDIS_URL=self.given_redis_url)
         return env
 
     def start(self) -> None:

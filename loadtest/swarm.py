@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadtest.params import Params
-from loadtest.service import free_port
+from loadtest.processes import free_port
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 

@@ -11,8 +11,17 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-# Counts also kept per wall-clock second, for the time series of the report.
-SERIES = {"reserve": "reserve", "reserve_hold": "holds", "confirm_ok": "orders", "events": "events"}
+# Counts also kept per wall-clock second, for the time series of the report: the users' calls
+# answered 503 (a store away), answered another 5xx, or not answered at all.
+SERIES = {
+    "reserve": "reserve",
+    "reserve_hold": "holds",
+    "confirm_ok": "orders",
+    "events": "events",
+    "unavailable": "unavailable",
+    "server_errors": "server_errors",
+    "no_answer": "no_answer",
+}
 
 
 def bucket(ms: float) -> int:
@@ -45,6 +54,9 @@ class Tally:
         self.highs: dict[str, int] = {}
         self.seconds: dict[int, Counter[str]] = {}
         self.second_lag: dict[int, Counter[int]] = {}
+        # Chaos runs: every reserve and confirm as [started, answered (epoch s), kind, status,
+        # error code]; status 0 when no answer came. Judged against the faults' times at the end.
+        self.calls: list[list[Any]] = []
         # Set when the test is stopping: lag measured while the load generator tears down its
         # users says nothing about the service.
         self.measuring = True
@@ -61,6 +73,9 @@ class Tally:
         self.lag[value] += 1
         self.second_lag.setdefault(int(time.time()), Counter())[value] += 1
 
+    def call(self, started: float, answered: float, kind: str, status: int, code: str) -> None:
+        self.calls.append([round(started, 3), round(answered, 3), kind, status, code])
+
     def high(self, name: str, value: int) -> None:
         """Keep the largest value seen (e.g. the most items one buyer ever owned)."""
         if value > self.highs.get(name, value - 1):
@@ -73,6 +88,7 @@ class Tally:
             "highs": dict(self.highs),
             "seconds": [[t, dict(c)] for t, c in self.seconds.items()],
             "second_lag": [[t, [[k, v] for k, v in c.items()]] for t, c in self.second_lag.items()],
+            "calls": list(self.calls),
         }
 
     def drain(self) -> dict[str, Any]:
@@ -83,6 +99,7 @@ class Tally:
         self.highs.clear()
         self.seconds.clear()
         self.second_lag.clear()
+        self.calls.clear()
         return data
 
     def merge(self, data: Mapping[str, Any]) -> None:
@@ -96,6 +113,7 @@ class Tally:
             )
         for t, pairs in data.get("second_lag", []):
             self.second_lag.setdefault(int(t), Counter()).update({int(k): int(v) for k, v in pairs})
+        self.calls.extend(list(call) for call in data.get("calls", []))
 
     def lag_percentile(self, q: float) -> float | None:
         return percentile(self.lag, q)

@@ -25,6 +25,8 @@ from loadtest.tally import Tally
 pending = Tally()
 
 HOST = "host"
+# Request types whose every call is recorded with its times in chaos runs (tally.calls).
+RECORDED = frozenset({"reserve", "confirm"})
 
 
 class HttpFailure(Exception):
@@ -42,6 +44,7 @@ class LiveUser(User):
         self.secret = tokens.resolve_secret(self.params.jwt_secret)
         self.fire = self.environment.events.request.fire
         self.base_url = self.host or ""
+        self.record_calls = bool(self.params.chaos)
 
     def timed(
         self,
@@ -51,6 +54,7 @@ class LiveUser(User):
         expected: Callable[[Response], bool],
     ) -> Response | None:
         """Run one HTTP call and report it; None when it got no answer."""
+        began = time.time()
         started = time.perf_counter()
         exc: Exception | None = None
         response: Response | None = None
@@ -68,7 +72,25 @@ class LiveUser(User):
             exception=exc,
             context={},
         )
+        self._count(kind, response, began)
         return response
+
+    def _count(self, kind: str, response: Response | None, began: float) -> None:
+        """503s, other 5xx and calls without an answer, per second (for the chart and the
+        faults' verdict); in chaos runs also the call itself with its times."""
+        if response is None:
+            pending.add("no_answer")
+            status, code = 0, "no_answer"
+        else:
+            status, code = response.status, response.error
+            if response.unavailable:
+                pending.add("unavailable")
+                pending.add(f"unavailable_{kind}")
+            elif status >= 500:
+                pending.add("server_errors")
+                pending.add(f"server_error_{kind}_{status}")
+        if self.record_calls and kind in RECORDED:
+            pending.call(began, time.time(), kind, status, code)
 
     def new_feed(self, sub: str, **listeners: Any) -> RoomFeed:
         token = tokens.viewer_token(self.secret, self.params.room, sub)

@@ -3,6 +3,21 @@
 
 from __future__ import annotations
 
+import asyncpg
+from redis.exceptions import RedisError
+
+# What a call to Redis or PostgreSQL raises when the server is away, slow or restarting: the
+# caller answers 503 with a time to retry after, never 500.
+STORAGE_ERRORS: tuple[type[Exception], ...] = (
+    RedisError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # seen when a connection is cut in the middle of a statement
+    OSError,
+    TimeoutError,
+)
+RETRY_AFTER_S = 1.0
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, detail: str, retry_after_s: float | None = None):
@@ -31,3 +46,7 @@ def forbidden(detail: str) -> ApiError:
 
 def unauthorized(code: str, detail: str) -> ApiError:
     return ApiError(401, code, detail)
+
+
+def unavailable(detail: str) -> ApiError:
+    return ApiError(503, "unavailable", detail, retry_after_s=RETRY_AFTER_S)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -242,3 +243,90 @@ def test_serve_demo_seeds_a_room_and_prints_links(
         )
         assert len(products.json()["products"]) == 3
         assert httpx.get(f"{url}/watch/demo", timeout=5).text.startswith("<!doctype html>")
+
+
+def test_a_flag_beats_the_same_settings_variable(tmp_path: Path) -> None:
+    """LIVE_HOST names an address this machine cannot listen on, --host one it can: the flag wins
+    (the run then stops at the unreachable Redis), and the other way round it loses."""
+    env = _env(
+        LIVE_DATA_DIR=str(tmp_path),
+        LIVE_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        LIVE_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+        LIVE_IO_TIMEOUT_S="2",
+        LIVE_PORT="eighty",  # a malformed variable that its flag replaces is not even read
+    )
+    port = str(free_port())
+    cases = [
+        ("0.0.0.0", "127.0.0.1", "live: error: Redis at redis://127.0.0.1:"),
+        ("256.0.0.1", "127.0.0.1", "live: error: Redis at redis://127.0.0.1:"),
+        ("127.0.0.1", "256.0.0.1", f"live: error: cannot listen on 256.0.0.1:{port}:"),
+    ]
+    for variable, flag, error in cases:
+        result = subprocess.run(
+            [*LIVE, "serve", "--host", flag, "--port", port],
+            env={**env, "LIVE_HOST": variable},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith(error), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["serve", "--port", "0"], {}, "LIVE_PORT must be between 1 and 65535, not 0"),
+        (["serve", "--workers", "0"], {}, "LIVE_WORKERS must be at least 1"),
+        (["serve"], {"LIVE_REDIS_URL": "localhost:6379"}, "LIVE_REDIS_URL must start with"),
+        (["migrate"], {"LIVE_DATABASE_URL": "db.example:5432"}, "LIVE_DATABASE_URL must start"),
+        (["serve"], {"LIVE_TICK_MS": "fast"}, "LIVE_TICK_MS has an invalid value: 'fast'"),
+        (
+            ["token", "--role", "viewer", "--room", "r", "--sub", "u", "--data-dir", "/proc/x"],
+            {},
+            "LIVE_DATA_DIR '/proc/x' cannot hold the development secret",
+        ),
+        (
+            ["token", "--role", "viewer", "--room", "r", "--sub", "u", "--ttl", "0"],
+            {"LIVE_JWT_SECRET": "s" * 40},
+            "ttl must be between 1 and",
+        ),
+        (
+            ["token", "--role", "viewer", "--room", "", "--sub", "u"],
+            {"LIVE_JWT_SECRET": "s" * 40},
+            "sub and room must not be empty",
+        ),
+    ],
+)
+def test_bad_combinations_are_one_line_errors(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = subprocess.run(
+        [*LIVE, *args],
+        env=_env(LIVE_DATA_DIR=str(tmp_path), **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("live: error: ") and message in result.stderr, result.stderr
+
+
+def test_an_address_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*LIVE, "serve", "--port", str(port)],
+            env=_env(LIVE_DATA_DIR=str(tmp_path)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert (
+        result.stderr == f"live: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
+    assert not (tmp_path / "postgres").exists()  # refused before anything was started

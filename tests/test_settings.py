@@ -65,3 +65,32 @@ def test_development_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
     assert len(first) >= 32
     assert Settings.from_env({"LIVE_DATA_DIR": str(tmp_path)}).resolved_jwt_secret() == first
     assert (tmp_path / "jwt_secret").stat().st_mode & 0o077 == 0
+
+
+def test_overrides_beat_the_variables_of_the_same_settings() -> None:
+    environ = {"LIVE_HOST": "0.0.0.0", "LIVE_PORT": "not-a-port", "LIVE_WORKERS": "3"}
+    settings = Settings.from_env(environ, host="127.0.0.1", port=9000)
+    assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 9000, 3)
+    with pytest.raises(SettingsError, match="LIVE_PORT must be between"):
+        Settings.from_env(environ, port=0)
+    with pytest.raises(TypeError, match="no such setting: colour"):
+        Settings.from_env({}, colour="blue")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"LIVE_REDIS_URL": "127.0.0.1:6379"}, "LIVE_REDIS_URL must start with one of redis://"),
+        ({"LIVE_DATABASE_URL": "mysql://h/db"}, "LIVE_DATABASE_URL must start with"),
+    ],
+)
+def test_urls_need_a_known_scheme(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(environ)
+    assert Settings.from_env({"LIVE_REDIS_URL": "rediss://h:1/0"}).redis_url == "rediss://h:1/0"
+
+
+def test_an_unusable_data_dir_is_a_settings_error() -> None:
+    settings = Settings.from_env({"LIVE_DATA_DIR": "/proc/no/such/dir"})
+    with pytest.raises(SettingsError, match="cannot hold the development secret"):
+        settings.resolved_jwt_secret()

@@ -1,4 +1,4 @@
-"""Peer for bench/fanout.py: python-socketio's AsyncServer with its AsyncRedisManager, served by
+"""Peer for bench/fanout: python-socketio's AsyncServer with its AsyncRedisManager, served by
 uvicorn in one process. A viewer connects with ?room=R and joins that room; the bench publishes
 each room event on the manager's Redis channel exactly as a write-only AsyncRedisManager does.
 

@@ -1,6 +1,15 @@
 -- Prepended to every script of this folder when it is loaded.
 -- KEYS (one pool, one hash tag): meta, holds, buyers, due, confirming, idem.
 -- A hold record is "state|qty|expires_ms|updated_ms|buyer"; buyer comes last, so it may hold '|'.
+-- A hold id is "<pool>.<seq>-<nonce>": the nonce is random per reserve call, so an id is never
+-- handed out twice even when Redis forgets its last writes and seq goes back ("<pool>.<seq>"
+-- ids of older releases are still read).
+-- META's run_id is the Redis run id the pool was last brought up to date under: a restart, a
+-- restore or a failover changes the run id and may have taken the pool back in time, so such a
+-- pool is `stale` and reserve refuses it until it was repaired from the system of record. While
+-- a repair runs the pool is `fenced` ("<run id>:<repair token>", until `fence_until`); a fence
+-- past its lease or of an earlier run (its repair died, or Redis restarted under it) makes the
+-- pool stale again, for another repair to take.
 -- META's next_due is a lower bound of every expiry in DUE (reserve reclaims only once it is
 -- reached): whatever adds to DUE lowers it; only a reclaim that emptied DUE of due holds raises it.
 -- Numbers go through int() because Lua 5.1 prints large doubles in exponent form.
@@ -19,6 +28,20 @@ end
 local function now_ms()
   local sec, usec = server_time()
   return sec * 1000 + math.floor(usec / 1000)
+end
+
+local function run_id()
+  return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+end
+
+-- Whether the pool sells: 'ok', 'fenced' (a repair is running) or 'stale' (to be repaired).
+local function pool_state(meta_run_id, fenced, fence_until, now)
+  local run = run_id()
+  if fenced then -- a fence of an earlier run, or past its lease, is a repair that died
+    local current = string.sub(fenced, 1, #run + 1) == run .. ':'
+    return (current and now < tonumber(fence_until or '0')) and 'fenced' or 'stale'
+  end
+  return meta_run_id == run and 'ok' or 'stale'
 end
 
 -- Digits only: no sign, hex, exponent, inf or nan gets through.
@@ -46,7 +69,14 @@ local function hold_arg(s)
     return false
   end
   local pool, seq = string.match(s, '^([%w_%-]+)%.(%d+)$')
-  return pool ~= nil and #pool <= 64 and #seq <= 18
+  if not pool then
+    local nonce
+    pool, seq, nonce = string.match(s, '^([%w_%-]+)%.(%d+)%-([%da-f]+)$')
+    if not pool or #nonce ~= 16 then
+      return false
+    end
+  end
+  return #pool <= 64 and #seq <= 18
 end
 
 local function decode(raw)
@@ -66,6 +96,17 @@ local function shift(id, h, state, now)
   redis.call('HINCRBY', META, h.state, -h.qty)
   redis.call('HINCRBY', META, state, h.qty)
   return save(id, h, state, now)
+end
+
+-- A new pool with all of its stock remaining, marked with the server's run id.
+local function create_pool(stock, limit, hold_ms)
+  -- Leftovers of a pool whose meta key is gone belong to no pool.
+  redis.call('DEL', HOLDS, BUYERS, DUE, CONFIRMING, IDEM)
+  local sec, usec = server_time()
+  local run = run_id()
+  redis.call('HSET', META, 'stock', int(stock), 'remaining', int(stock), 'held', 0,
+    'confirming', 0, 'confirmed', 0, 'limit', int(limit), 'hold_ms', int(hold_ms), 'closed', 0,
+    'seq', int(sec * 1000000 + usec), 'run_id', run)
 end
 
 -- Returns a held or confirming hold's quantity to stock and ends it in `state`.

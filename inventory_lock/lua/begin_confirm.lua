@@ -1,5 +1,7 @@
 -- held -> confirming, only before the hold expires (server time); a due hold expires here.
--- ARGV: hold id. Reply: {ok 0|1, reason, record}.
+-- Again on a confirming hold (a retried confirm) it stamps the hold anew, so the recovery sweep
+-- leaves alone a confirm that someone is still retrying. ARGV: hold id.
+-- Reply: {ok 0|1, reason, record}.
 local id = ARGV[1]
 local h, raw, reason = find_hold(id)
 if not h then
@@ -14,7 +16,11 @@ if h.state == 'held' then
   redis.call('ZADD', CONFIRMING, int(now), id)
   return {1, '', shift(id, h, 'confirming', now)}
 end
-if h.state == 'confirming' or h.state == 'confirmed' then
+if h.state == 'confirming' then
+  redis.call('ZADD', CONFIRMING, int(now), id)
+  return {1, '', save(id, h, 'confirming', now)}
+end
+if h.state == 'confirmed' then
   return {1, '', raw}
 end
 return refuse(h, raw)

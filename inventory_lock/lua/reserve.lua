@@ -2,18 +2,23 @@
 -- reserves would in request order (a repeated idempotency key replays the first one's hold, a
 -- buyer's count and the remaining stock carry over), while every key is read and written once
 -- per batch: the hot path, where each redis.call costs more than the Lua around it.
--- ARGV: pool, reclaim batch, then per request: buyer, qty, idempotency key (1..MAX_RESERVE).
+-- ARGV: pool, reclaim batch, nonce (16 hex digits, random per call), then per request: buyer,
+-- qty, idempotency key (1..MAX_RESERVE).
 -- Reply: per request {'hold', id, record, remaining, replay 0|1} or {'rejected', reason}; one
--- {'rejected', 'invalid'} for the whole call when the pool, reclaim batch or arity is bad.
+-- {'rejected', 'invalid'} for the whole call when the pool, reclaim batch, nonce or arity is bad.
+-- A pool that does not sell (see _prelude.lua) answers 'stale' or 'fenced' to every valid
+-- request and changes nothing.
 local MAX_RESERVE, NEVER = 500, 1e15
 
 local function push(list, a, b)
   list[#list + 1] = a
   list[#list + 1] = b
 end
-local pool, batch = ARGV[1], count_arg(ARGV[2], 1, MAX_BATCH)
-local n = (#ARGV - 2) / 3
-if not (pool_arg(pool) and batch) or n < 1 or n > MAX_RESERVE or n ~= math.floor(n) then
+local pool, batch, nonce = ARGV[1], count_arg(ARGV[2], 1, MAX_BATCH), ARGV[3]
+local n = (#ARGV - 3) / 3
+if not (pool_arg(pool) and batch and type(nonce) == 'string' and #nonce == 16
+    and string.match(nonce, '^[%da-f]+$'))
+    or n < 1 or n > MAX_RESERVE or n ~= math.floor(n) then
   return {'rejected', 'invalid'}
 end
 
@@ -21,13 +26,13 @@ end
 local buyers, qtys, fields = {}, {}, {}
 local field_list, buyer_list, seen_field, seen_buyer = {}, {}, {}, {}
 for i = 1, n do
-  local buyer, idem = ARGV[3 * i], ARGV[3 * i + 2]
-  local qty = count_arg(ARGV[3 * i + 1], 1, MAX_COUNT)
+  local buyer, idem = ARGV[3 * i + 1], ARGV[3 * i + 3]
+  local qty = count_arg(ARGV[3 * i + 2], 1, MAX_COUNT)
   if qty and text_arg(buyer) and text_arg(idem) then
     local field = int(#buyer) .. ':' .. buyer .. idem
     buyers[i], qtys[i], fields[i] = buyer, qty, field
     if not seen_field[field] then
-      seen_field[field], field_list[#field_list + 1] = true, field
+      seen_field[field], field_list[#field_list + 1] = buyer, field
     end
     if not seen_buyer[buyer] then
       seen_buyer[buyer], buyer_list[#buyer_list + 1] = true, buyer
@@ -37,14 +42,15 @@ end
 
 local reply = {}
 local m = redis.call('HMGET', META, 'remaining', 'held', 'seq', 'closed', 'limit', 'hold_ms',
-  'next_due')
-if not m[1] then
+  'next_due', 'run_id', 'fenced', 'fence_until')
+local now = now_ms()
+local why = m[1] and pool_state(m[8], m[9], m[10], now) or 'unknown_pool'
+if why ~= 'ok' then
   for i = 1, n do
-    reply[i] = {'rejected', fields[i] and 'unknown_pool' or 'invalid'}
+    reply[i] = {'rejected', fields[i] and why or 'invalid'}
   end
   return reply
 end
-local now = now_ms()
 local remaining, held, next_due = tonumber(m[1]), tonumber(m[2]), tonumber(m[7] or '0')
 local next_due_found = false
 if now >= next_due then
@@ -74,6 +80,15 @@ if #known_ids > 0 then
   for j, id in ipairs(known_ids) do
     records[id] = raws[j]
   end
+  -- A key whose hold is gone or now another buyer's (adopt replaced it with an order from the
+  -- system of record) is not a replay: the request is answered as a new one.
+  for _, field in ipairs(field_list) do
+    local id = known[field]
+    local raw = id and records[id]
+    if id and not (raw and string.match(raw, '^%l+|%d+|%d+|%d+|(.*)$') == seen_field[field]) then
+      known[field] = nil
+    end
+  end
 end
 
 -- Buyers' counts, needed only when a hold can be made at all.
@@ -97,7 +112,7 @@ for i = 1, n do
     reply[i] = {'hold', id, records[id], remaining, 1}
   elseif closed then
     reply[i] = {'rejected', 'closed'}
-  elseif remaining == 0 then -- most of a burst ends here: nothing left, whatever the buyer holds
+  elseif remaining <= 0 then -- most of a burst ends here: nothing left, whatever the buyer holds
     reply[i] = {'rejected', 'sold_out'}
   elseif counts[buyer] + qty > limit then
     reply[i] = {'rejected', 'limit'}
@@ -105,7 +120,7 @@ for i = 1, n do
     reply[i] = {'rejected', 'sold_out'}
   else
     seq = seq + 1
-    id = pool .. '.' .. int(seq)
+    id = pool .. '.' .. int(seq) .. '-' .. nonce
     local raw = 'held|' .. int(qty) .. stamp .. buyer
     push(new_holds, id, raw)
     push(new_due, int(exp), id)

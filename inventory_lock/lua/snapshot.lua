@@ -1,8 +1,12 @@
--- Reply: {stock, remaining, held, confirming, confirmed, closed, limit, hold_ms, buyers} or nil.
+-- Reply: {stock, remaining, held, confirming, confirmed, closed, limit, hold_ms, buyers,
+-- 'ok' | 'fenced' | 'stale'} or nil.
 if redis.call('EXISTS', META) == 0 then
   return false
 end
 local m = redis.call('HMGET', META, 'stock', 'remaining', 'held', 'confirming', 'confirmed',
-  'closed', 'limit', 'hold_ms')
+  'closed', 'limit', 'hold_ms', 'run_id', 'fenced', 'fence_until')
+local state = pool_state(m[9], m[10], m[11], now_ms())
 m[9] = redis.call('HLEN', BUYERS)
+m[10] = state
+m[11] = nil
 return m

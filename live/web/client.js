@@ -21,6 +21,27 @@ export function pageToken(room, { ask = true } = {}) {
   return token || null;
 }
 
+/**
+ * The overlay pages' `getToken` hook (docs/protocol.md, "Token refresh"). A fresh token comes
+ * from `window.liveGetToken()` when the page defines it (a function returning a token or a
+ * promise of one), else it is the latest token handed to the page: through its URL fragment
+ * (`#token=...`, set again by the site that embeds it) or a `{type: "live-token", token}` message
+ * posted to this window by that site's page.
+ */
+export function pageTokenSource(room) {
+  const key = `live-token:${room}`;
+  addEventListener("hashchange", () => pageToken(room, { ask: false }));
+  addEventListener("message", (message) => {
+    const data = message.data;
+    if (message.source !== window.parent || data?.type !== "live-token") return;
+    if (typeof data.token === "string" && data.token) sessionStorage.setItem(key, data.token);
+  });
+  return async () => {
+    if (typeof window.liveGetToken === "function") return (await window.liveGetToken()) || null;
+    return pageToken(room, { ask: false });
+  };
+}
+
 export class ApiError extends Error {
   constructor(status, error, detail) {
     super(detail || error);
@@ -43,17 +64,27 @@ export async function api(method, path, token, body, headers = {}) {
 }
 
 const FATAL_CLOSES = new Set([4401, 4403, 4404]);
+const UNAUTHORIZED = 4401;
+const REFRESH_AT = 0.8; // share of the token's remaining life after which it is refreshed
+const REFRESH_LEAD_MAX_S = 30; // ... but never earlier than this before it runs out
+const REFRESH_RETRY_MS = 3000; // when no fresh token came, ask again after this (until exp)
 
 /**
  * A room connection that keeps itself in step: on every (re)connect it asks to resume from the
  * last applied seq; the server answers with the missed events or a fresh snapshot.
  * Events: "status" {state, detail}, "snapshot" (the snapshot), "event" (one room event).
+ *
+ * `getToken` (optional) returns a promise of a fresh token for the same user and room, or null:
+ * it is called before the token runs out (the server says when, in `expires_in_s`) and after a
+ * 4401 close; see docs/protocol.md, "Token refresh". One timer per client, whatever happens.
  */
 export class LiveClient extends EventTarget {
-  constructor(room, token) {
+  constructor(room, token, { getToken = null } = {}) {
     super();
     this.room = room;
     this.token = token;
+    this.getToken = getToken;
+    this.refreshTimer = null;
     this.seq = 0;
     this.epoch = "";
     this.clockOffset = 0;
@@ -84,12 +115,15 @@ export class LiveClient extends EventTarget {
     ws.onclose = (close) => this.closed(ws, close);
   }
 
-  closed(ws, close) {
+  async closed(ws, close) {
     if (ws !== this.ws) return;
     for (const { reject } of this.pending.values()) reject(new ApiError(0, "disconnected", "connection lost"));
     this.pending.clear();
+    this.scheduleRefresh(null);
     if (this.stopped) return;
-    if (FATAL_CLOSES.has(close.code)) {
+    const fresh = close.code === UNAUTHORIZED ? await this.freshToken() : null;
+    if (fresh) this.token = fresh; // not final: reconnect (and resume) with the new token
+    else if (FATAL_CLOSES.has(close.code)) {
       this.status("refused", close.reason || `closed (${close.code})`);
       return;
     }
@@ -97,6 +131,46 @@ export class LiveClient extends EventTarget {
     const delay = Math.min(5000, 200 * 2 ** Math.min(this.attempt, 5)) * (0.5 + Math.random());
     this.status("reconnecting", `retrying in ${Math.round(delay / 100) / 10}s`);
     setTimeout(() => this.connect(), delay);
+  }
+
+  /** A token from `getToken` that differs from the current one, or null. */
+  async freshToken() {
+    if (!this.getToken) return null;
+    try {
+      const token = await this.getToken();
+      return token && token !== this.token ? token : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** (Re)arm the refresh for a token with `expiresInS` seconds left; null stops it. */
+  scheduleRefresh(expiresInS) {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
+    if (!this.getToken || expiresInS == null) return;
+    const endsAt = Date.now() + expiresInS * 1000;
+    const lead = Math.min(REFRESH_LEAD_MAX_S, expiresInS * (1 - REFRESH_AT));
+    this.refreshTimer = setTimeout(() => this.refresh(endsAt), (expiresInS - lead) * 1000);
+  }
+
+  /** Send a fresh token before the current one ends at `endsAt`; ask again until then. */
+  async refresh(endsAt) {
+    this.refreshTimer = null;
+    const token = await this.freshToken();
+    if (token) {
+      try {
+        const data = await this.send("auth", { token });
+        this.token = token;
+        this.scheduleRefresh(data.expires_in_s);
+        return;
+      } catch {
+        // refused (another user, expired) or disconnected: ask again below while time is left
+      }
+    }
+    if (this.refreshTimer === null && endsAt - Date.now() > REFRESH_RETRY_MS) {
+      this.refreshTimer = setTimeout(() => this.refresh(endsAt), REFRESH_RETRY_MS);
+    }
   }
 
   status(state, detail = "") {
@@ -108,6 +182,7 @@ export class LiveClient extends EventTarget {
       case "welcome":
         this.attempt = 0;
         this.status(frame.resumed ? "resumed" : "live");
+        this.scheduleRefresh(frame.expires_in_s);
         break;
       case "snapshot": {
         const snapshot = frame.snapshot;

@@ -1,10 +1,12 @@
 // The host console: the room's products, pins, flash sales and moderation through the HTTP API;
-// live state (viewers, stock, comments) through the same WebSocket protocol viewers use.
-import { LiveClient, api, element, money, pageToken, roomFromPath } from "./client.js";
+// live state (viewers, stock, comments) through the same WebSocket protocol viewers use. The token
+// is refreshed as in the viewer overlay (docs/protocol.md, "Token refresh"); HTTP calls use the
+// current one.
+import { LiveClient, api, element, money, pageToken, pageTokenSource, roomFromPath } from "./client.js";
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const room = roomFromPath();
-const token = pageToken(room);
+const client = new LiveClient(room, pageToken(room), { getToken: pageTokenSource(room) });
 const base = `/api/rooms/${encodeURIComponent(room)}`;
 let currentSale = null;
 
@@ -25,7 +27,7 @@ async function attempt(work, done) {
 }
 
 async function loadProducts() {
-  const data = await attempt(() => api("GET", `${base}/products`, token));
+  const data = await attempt(() => api("GET", `${base}/products`, client.token));
   if (!data) return;
   const rows = data.products.map((product) =>
     element(
@@ -40,7 +42,7 @@ async function loadProducts() {
         element("button", {
           text: "Pin",
           "data-testid": `pin-${product.sku}`,
-          onclick: () => attempt(() => api("POST", `${base}/pin`, token, { product_id: product.id }), `Pinned ${product.title}`),
+          onclick: () => attempt(() => api("POST", `${base}/pin`, client.token, { product_id: product.id }), `Pinned ${product.title}`),
         }),
       ),
     ),
@@ -53,7 +55,7 @@ async function loadProducts() {
 
 async function refreshStats() {
   if (!currentSale) return;
-  const figures = await api("GET", `/api/sales/${currentSale}`, token).catch(() => null);
+  const figures = await api("GET", `/api/sales/${currentSale}`, client.token).catch(() => null);
   if (!figures) return;
   const show = { ...figures, revenue: money(figures.revenue_cents) };
   for (const cell of document.querySelectorAll("[data-stat]")) cell.textContent = String(show[cell.dataset.stat]);
@@ -69,14 +71,14 @@ function addComment(comment) {
     element("button", {
       class: "secondary",
       text: "Delete",
-      onclick: () => attempt(() => api("DELETE", `${base}/comments/${comment.id}`, token), "Comment deleted"),
+      onclick: () => attempt(() => api("DELETE", `${base}/comments/${comment.id}`, client.token), "Comment deleted"),
     }),
     element("button", {
       class: "secondary",
       text: "Mute",
       "data-testid": `mute-${comment.user}`,
       onclick: () =>
-        attempt(() => api("PUT", `${base}/mutes/${encodeURIComponent(comment.user)}`, token, { seconds: 600 }), `Muted ${comment.name} for 10 minutes`),
+        attempt(() => api("PUT", `${base}/mutes/${encodeURIComponent(comment.user)}`, client.token, { seconds: 600 }), `Muted ${comment.name} for 10 minutes`),
     }),
   );
   $("comments").append(item);
@@ -86,7 +88,7 @@ function addComment(comment) {
 $("room-form").addEventListener("submit", async (submit) => {
   submit.preventDefault();
   const title = new FormData(submit.target).get("title");
-  const saved = await attempt(() => api("PUT", base, token, { title }), "Room saved");
+  const saved = await attempt(() => api("PUT", base, client.token, { title }), "Room saved");
   if (saved) $("room-title").textContent = saved.title;
 });
 
@@ -99,18 +101,18 @@ $("product-form").addEventListener("submit", async (submit) => {
     price_cents: Math.round(Number(form.get("price")) * 100),
     image_url: form.get("image_url") || "",
   };
-  if (await attempt(() => api("POST", `${base}/products`, token, body), `Added ${body.title}`)) {
+  if (await attempt(() => api("POST", `${base}/products`, client.token, body), `Added ${body.title}`)) {
     submit.target.reset();
     await loadProducts();
   }
 });
 
-$("unpin").addEventListener("click", () => attempt(() => api("DELETE", `${base}/pin`, token), "Unpinned"));
+$("unpin").addEventListener("click", () => attempt(() => api("DELETE", `${base}/pin`, client.token), "Unpinned"));
 
 $("message-form").addEventListener("submit", async (submit) => {
   submit.preventDefault();
   const text = new FormData(submit.target).get("text");
-  if (await attempt(() => api("POST", `${base}/messages`, token, { text }), "Message sent")) submit.target.reset();
+  if (await attempt(() => api("POST", `${base}/messages`, client.token, { text }), "Message sent")) submit.target.reset();
 });
 
 $("sale-form").addEventListener("submit", async (submit) => {
@@ -125,24 +127,23 @@ $("sale-form").addEventListener("submit", async (submit) => {
     hold_seconds: Number(form.get("hold")),
   };
   if (startsAt) body.starts_at = new Date(startsAt).getTime();
-  const sale = await attempt(() => api("POST", `${base}/sales`, token, body));
+  const sale = await attempt(() => api("POST", `${base}/sales`, client.token, body));
   if (!sale) return;
   currentSale = sale.id;
-  if (!startsAt) await attempt(() => api("POST", `/api/sales/${sale.id}/start`, token), `Sale ${sale.id} started`);
+  if (!startsAt) await attempt(() => api("POST", `/api/sales/${sale.id}/start`, client.token), `Sale ${sale.id} started`);
   else notice(`Sale ${sale.id} scheduled`);
   await refreshStats();
 });
 
 $("stop-sale").addEventListener("click", async () => {
-  if (currentSale) await attempt(() => api("POST", `/api/sales/${currentSale}/stop`, token), "Sale stopped");
+  if (currentSale) await attempt(() => api("POST", `/api/sales/${currentSale}/stop`, client.token), "Sale stopped");
   await refreshStats();
 });
 
 $("slow-mode").addEventListener("change", (change) =>
-  attempt(() => api("PUT", `${base}/slow-mode`, token, { seconds: Number(change.target.value) }), "Slow mode updated"),
+  attempt(() => api("PUT", `${base}/slow-mode`, client.token, { seconds: Number(change.target.value) }), "Slow mode updated"),
 );
 
-const client = new LiveClient(room, token);
 client.addEventListener("status", ({ detail }) => {
   $("status").textContent = detail.state;
   $("status").dataset.state = detail.state;
@@ -167,7 +168,7 @@ client.addEventListener("event", ({ detail: event }) => {
 });
 
 async function start() {
-  const exists = await api("GET", base, token).catch(() => null);
+  const exists = await api("GET", base, client.token).catch(() => null);
   if (exists) {
     client.connect();
     await loadProducts();

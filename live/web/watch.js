@@ -1,11 +1,13 @@
 // The viewer overlay: the room snapshot, then events in order; buy, confirm and comment over the
-// WebSocket. Uses only the documented protocol (docs/protocol.md).
-import { LiveClient, countdown, element, money, pageToken, roomFromPath } from "./client.js";
+// WebSocket. Uses only the documented protocol (docs/protocol.md). The token comes from the URL
+// fragment (#token=...) and is refreshed before it runs out through pageTokenSource: an
+// embedding site defines window.liveGetToken() or hands over new tokens (docs/protocol.md,
+// "Token refresh").
+import { LiveClient, countdown, element, money, pageToken, pageTokenSource, roomFromPath } from "./client.js";
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const room = roomFromPath();
-const token = pageToken(room);
-const client = new LiveClient(room, token);
+const client = new LiveClient(room, pageToken(room), { getToken: pageTokenSource(room) });
 const view = { sale: null, stock: null, hold: null, order: null, ended: false };
 
 function placeholderImage(title) {
@@ -39,8 +41,8 @@ function renderSale() {
   $("stock").textContent = state === "ended" ? "Sale ended" : left === 0 ? "Sold out" : `${left} left`;
   $("sale").dataset.state = state;
   const buy = $("buy");
-  buy.disabled = state !== "open" || !token || Boolean(view.hold) || Boolean(view.order);
-  buy.textContent = !token ? "Sign in to buy" : state === "sold_out" ? "Sold out" : "Buy";
+  buy.disabled = state !== "open" || !client.token || Boolean(view.hold) || Boolean(view.order);
+  buy.textContent = !client.token ? "Sign in to buy" : state === "sold_out" ? "Sold out" : "Buy";
   $("hold").hidden = !view.hold;
   tick();
 }
@@ -169,7 +171,7 @@ $("comment-form").addEventListener("submit", async (submit) => {
   const input = $("comment-input");
   const text = input.value.trim();
   if (!text) return;
-  if (!token) {
+  if (!client.token) {
     $("comment-message").textContent = "Sign in to comment.";
     return;
   }

@@ -8,7 +8,7 @@ import sys
 
 import asyncpg
 import httpx
-from test_sales import confirm, open_sale, reserve
+from sale_kit import confirm, open_sale, reserve
 
 from live.settings import Settings
 

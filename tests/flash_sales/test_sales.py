@@ -4,109 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-from conftest import Served, serve_app
+from conftest import Served
+from sale_kit import ROOM, auth, client, confirm, figures, open_sale, reserve, token
 
-from flash_sales.model import OrderRequest
 from inventory_lock import ReserveBatcher
-from live.embedded import EmbeddedPostgres
 from live.settings import Settings
 from rooms.auth import Role, mint
 
-ROOM = "shop"
-
-
-def token(
-    settings: Settings, sub: str, role: Role = Role.VIEWER, room: str = ROOM, ttl: int = 600
-) -> str:
-    return mint(settings.jwt_secret, sub=sub, role=role, room=room, ttl_s=ttl, name=sub.title())
-
-
-def auth(
-    settings: Settings, sub: str, role: Role = Role.VIEWER, room: str = ROOM
-) -> dict[str, str]:
-    return {"authorization": f"Bearer {token(settings, sub, role, room)}"}
-
-
-@pytest.fixture
-async def client(server: str) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-    async with httpx.AsyncClient(base_url=server, timeout=30, limits=limits) as http:
-        yield http
-
-
-async def open_sale(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    *,
-    stock: int,
-    hold_seconds: int = 60,
-    limit: int = 1,
-) -> dict[str, Any]:
-    host = auth(settings, "host", Role.HOST)
-    assert (
-        await client.put(f"/api/rooms/{ROOM}", json={"title": "Shop"}, headers=host)
-    ).status_code == 200
-    product = await client.post(
-        f"/api/rooms/{ROOM}/products",
-        json={"sku": "mug", "title": "Mug", "price_cents": 900},
-        headers=host,
-    )
-    sale = await client.post(
-        f"/api/rooms/{ROOM}/sales",
-        json={
-            "product_id": product.json()["id"],
-            "stock": stock,
-            "price_cents": 500,
-            "limit_per_buyer": limit,
-            "hold_seconds": hold_seconds,
-        },
-        headers=host,
-    )
-    assert sale.status_code == 201, sale.text
-    assert sale.json()["state"] == "scheduled"
-    started = await client.post(f"/api/sales/{sale.json()['id']}/start", headers=host)
-    assert started.json()["state"] == "open"
-    return started.json()  # type: ignore[no-any-return]
-
-
-async def reserve(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    sale_id: int,
-    buyer: str,
-    key: str = "k",
-    qty: int = 1,
-) -> httpx.Response:
-    return await client.post(
-        f"/api/sales/{sale_id}/reservations",
-        json={"qty": qty},
-        headers={**auth(settings, buyer), "idempotency-key": key},
-    )
-
-
-async def confirm(
-    client: httpx.AsyncClient, settings: Settings, hold_id: str, buyer: str
-) -> httpx.Response:
-    return await client.post(
-        f"/api/reservations/{hold_id}/confirm",
-        json={"payment_ref": f"pay-{buyer}"},
-        headers=auth(settings, buyer),
-    )
-
-
-async def figures(client: httpx.AsyncClient, settings: Settings, sale_id: int) -> dict[str, Any]:
-    response = await client.get(f"/api/sales/{sale_id}", headers=auth(settings, "host", Role.HOST))
-    return response.json()  # type: ignore[no-any-return]
+__all__ = ["client"]  # the fixture, used by name
 
 
 async def test_thousand_buyers_on_fifty_items(
@@ -152,14 +63,14 @@ async def test_a_full_reserve_queue_sheds_load_with_503(
     once; every other buyer is answered as usual and the pool stays consistent."""
     sale = await open_sale(client, settings, stock=500)
     sales = served.services.sales
-    saved = sales.reserver
-    sales.reserver = ReserveBatcher(sales.lock, max_pending=1, max_in_flight=1)
+    saved = sales.buying.reserver
+    sales.buying.reserver = ReserveBatcher(sales.lock, max_pending=1, max_in_flight=1)
     try:
         answers = await asyncio.gather(
             *(reserve(client, settings, sale["id"], f"b{n}", key=f"k{n}") for n in range(60))
         )
     finally:
-        sales.reserver = saved
+        sales.buying.reserver = saved
     shed = [a for a in answers if a.status_code == 503]
     held = [a for a in answers if a.status_code == 201]
     assert len(shed) + len(held) == len(answers)
@@ -194,91 +105,6 @@ async def test_cancel_returns_stock(client: httpx.AsyncClient, settings: Setting
     )
     assert cancelled.status_code == 200
     assert (await reserve(client, settings, sale["id"], "bob")).status_code == 201
-
-
-async def test_interrupted_confirm_is_recovered(
-    client: httpx.AsyncClient, settings: Settings, served: Served
-) -> None:
-    sale = await open_sale(client, settings, stock=3)
-    sales = served.services.sales
-    holds = [(await reserve(client, settings, sale["id"], f"b{n}")).json()["id"] for n in range(2)]
-    # A worker died after begin_confirm: once with the order written, once without.
-    for hold in holds:
-        assert (await sales.lock.begin_confirm(hold)).ok
-    await sales.writer.write(OrderRequest(holds[0], sale["id"], "b0", 1, 500, "pay"))
-    sales.stuck_confirm_ms = 0
-    await sales.recover_confirms()
-    first, second = [await sales.lock.get_hold(h) for h in holds]
-    assert first is not None and first.state.value == "confirmed"
-    assert second is not None and second.state.value == "held"
-    numbers = await figures(client, settings, sale["id"])
-    assert (numbers["sold"], numbers["orders"], numbers["confirming"]) == (1, 1, 0)
-    report = await sales.lock.check(str(sale["id"]))
-    assert report is not None and report.ok and report.confirmed == 1
-
-
-async def test_redis_losing_the_sale_rebuilds_from_postgres(
-    client: httpx.AsyncClient, settings: Settings, served: Served
-) -> None:
-    sale = await open_sale(client, settings, stock=5)
-    for n in range(3):
-        held = await reserve(client, settings, sale["id"], f"b{n}")
-        assert (await confirm(client, settings, held.json()["id"], f"b{n}")).status_code == 201
-    lock = served.services.sales.lock
-    redis = served.services.redis
-    await redis.delete(*lock.keys(str(sale["id"])).all)  # this test's namespace only
-    repeat = await reserve(client, settings, sale["id"], "b0", key="second-try")
-    assert repeat.json()["error"] == "limit"  # b0's confirmed item survived the rebuild
-    results = [await reserve(client, settings, sale["id"], f"c{n}") for n in range(5)]
-    assert [r.status_code for r in results].count(201) == 2
-    for n, result in enumerate(results):
-        if result.status_code == 201:
-            assert (
-                await confirm(client, settings, result.json()["id"], f"c{n}")
-            ).status_code == 201
-    numbers = await figures(client, settings, sale["id"])
-    assert (numbers["sold"], numbers["orders"], numbers["remaining"]) == (5, 5, 0)
-
-
-async def test_postgres_down_then_back(tmp_path: Path, settings: Settings) -> None:
-    postgres = EmbeddedPostgres(tmp_path / "pg")
-    postgres.start()
-    try:
-        own = dataclasses.replace(
-            settings, database_url=postgres.url, database_schema="public", io_timeout_s=2
-        )
-        async with (
-            serve_app(own) as running,
-            httpx.AsyncClient(base_url=running.url, timeout=30) as http,
-        ):
-            sale = await open_sale(http, own, stock=2)
-            held = await reserve(http, own, sale["id"], "ann")
-            await asyncio.to_thread(postgres.stop)
-            down = await confirm(http, own, held.json()["id"], "ann")
-            assert down.status_code == 503
-            assert down.json()["error"] == "unavailable"
-            assert "retry-after" in down.headers
-            await asyncio.to_thread(postgres.start)
-            orders = set()
-            for _ in range(20):
-                again = await confirm(http, own, held.json()["id"], "ann")
-                if again.status_code == 201:
-                    orders.add(again.json()["id"])
-                    if (
-                        len(orders)
-                        and (await confirm(http, own, held.json()["id"], "ann")).status_code == 201
-                    ):
-                        break
-                await asyncio.sleep(0.5)
-            assert len(orders) == 1
-            conn = await asyncpg.connect(postgres.url)
-            try:
-                assert await conn.fetchval("SELECT count(*) FROM orders") == 1
-                assert await conn.fetchval("SELECT sold FROM sales") == 1
-            finally:
-                await conn.close()
-    finally:
-        postgres.stop()
 
 
 @pytest.mark.parametrize(
@@ -499,13 +325,13 @@ async def test_an_ended_sale_without_holds_in_flight_leaves_redis(
     pending = await reserve(client, settings, sale["id"], "bob")
     host = auth(settings, "host", Role.HOST)
     assert (await client.post(f"/api/sales/{sale['id']}/stop", headers=host)).status_code == 200
-    await sales.drop_finished_pools()
+    await sales.maintenance.drop_finished_pools()
     assert await sales.lock.exists(str(sale["id"]))  # bob's hold is still in flight
     cancelled = await client.delete(
         f"/api/reservations/{pending.json()['id']}", headers=auth(settings, "bob")
     )
     assert cancelled.status_code == 200
-    await sales.drop_finished_pools()
+    await sales.maintenance.drop_finished_pools()
     assert not await sales.lock.exists(str(sale["id"]))
     again = await confirm(client, settings, held.json()["id"], "ann")
     assert (again.status_code, again.json()["id"]) == (201, order.json()["id"])
@@ -513,20 +339,3 @@ async def test_an_ended_sale_without_holds_in_flight_leaves_redis(
     assert late.json()["error"] == "not_open"
     numbers = await figures(client, settings, sale["id"])
     assert (numbers["sold"], numbers["remaining"], numbers["held"]) == (1, 2, 0)
-
-
-async def test_an_order_its_caller_gave_up_on_is_never_written(
-    client: httpx.AsyncClient, settings: Settings, served: Served
-) -> None:
-    from flash_sales.orders import OrderWriter
-
-    sale = await open_sale(client, settings, stock=2)
-    writer = OrderWriter(served.services.pg, timeout_s=0.2)  # not started: nothing drains it
-    request = OrderRequest(f"{sale['id']}.999", sale["id"], "ann", 1, 500, "pay")
-    with pytest.raises(TimeoutError):
-        await writer.write(request)
-    writer.start()  # the queued request is past its deadline now
-    await asyncio.sleep(0.3)
-    await writer.stop()
-    assert await served.services.sales.store.order(request.reservation_id) is None
-    assert (await figures(client, settings, sale["id"]))["sold"] == 0

@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from gateway.logs import uvicorn_log_config
 from gateway.server import Gateway
 from live.app import create_app, services, websocket_options
 from live.embedded import free_port
@@ -62,6 +63,7 @@ async def serve(settings: Settings, **config: Any) -> AsyncIterator[Served]:
             host="127.0.0.1",
             port=port,
             log_level="warning",
+            log_config=uvicorn_log_config("warning"),  # as `live serve`: no token in any log
             lifespan="on",
             backlog=4096,
             **websocket_options(settings),

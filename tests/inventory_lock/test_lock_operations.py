@@ -6,12 +6,23 @@ import asyncio
 
 import pytest
 import redis.asyncio as aioredis
-from lock_helpers import assert_consistent, hold, new_pool, open_client, server_ms
+from lock_helpers import (
+    LEASE_S,
+    assert_consistent,
+    hold,
+    id_parts,
+    new_pool,
+    open_client,
+    server_ms,
+    wait_until_ms,
+)
 
 from inventory_lock import (
+    Adopted,
     Hold,
     HoldState,
     InventoryLock,
+    OrderFact,
     PoolChange,
     PoolReason,
     Rejection,
@@ -45,10 +56,15 @@ async def test_reserve_holds_stock_until_sold_out(lock: InventoryLock, client: C
     assert (first.pool, first.buyer, first.qty, first.remaining) == (pool, "alice", 2, 1)
     assert first.state is HoldState.HELD and not first.replay
     assert before + 30_000 <= first.expires_at_ms <= await server_ms(client) + 30_000
-    assert first.id.startswith(f"{pool}.")
+    assert id_parts(first.id)[0] == pool
     assert await lock.reserve(pool, "bob", 2, "k1") == Rejection(RejectReason.SOLD_OUT)
     second = hold(await lock.reserve(pool, "bob", 1, "k1"))
     assert second.id != first.id and second.remaining == 0
+    # a nonce per script call: the next call's ids differ in more than the counter
+    (_, first_seq, first_nonce), (_, second_seq, second_nonce) = map(
+        id_parts, (first.id, second.id)
+    )
+    assert second_seq == first_seq + 1 and first_nonce != second_nonce
     assert await lock.reserve(pool, "carol", 1, "k1") == Rejection(RejectReason.SOLD_OUT)
     # nothing left: sold_out comes before the limit (alice holds her 2 already)
     assert await lock.reserve(pool, "alice", 1, "k2") == Rejection(RejectReason.SOLD_OUT)
@@ -137,6 +153,40 @@ async def test_confirm_flow_and_its_replays(lock: InventoryLock) -> None:
     await assert_consistent(lock, pool)
 
 
+async def test_begin_confirm_again_stamps_a_confirming_hold_anew(
+    lock: InventoryLock, client: Client
+) -> None:
+    """A retried confirm tells the recovery sweep it is still alive: the hold's updated_at_ms
+    and its place among the confirming holds (oldest first) move to the server's now."""
+    pool = new_pool()
+    await lock.load(pool, 5, 5, 30)
+    first, second = [hold(await lock.reserve(pool, "a", 1, f"k{i}")) for i in range(2)]
+    begun = (await lock.begin_confirm(first.id)).hold
+    assert begun is not None
+    await wait_until_ms(client, begun.updated_at_ms + 1)
+    assert (await lock.begin_confirm(second.id)).ok
+    assert [r.id for r in await lock.confirming_holds(pool)] == [first.id, second.id]
+    seconds_stamp = await lock.get_hold(second.id)
+    assert seconds_stamp is not None
+    await wait_until_ms(client, seconds_stamp.updated_at_ms + 1)
+    before = await server_ms(client)
+    again = await lock.begin_confirm(first.id)
+    assert again.ok and again.reason is None and again.hold is not None
+    assert again.state is HoldState.CONFIRMING
+    assert again.hold.updated_at_ms >= before > seconds_stamp.updated_at_ms
+    assert again.hold.expires_at_ms == begun.expires_at_ms == first.expires_at_ms
+    assert await lock.get_hold(first.id) == again.hold
+    assert [r.id for r in await lock.confirming_holds(pool)] == [second.id, first.id]
+    snapshot = await lock.snapshot(pool)
+    assert snapshot is not None and (snapshot.confirming, snapshot.remaining) == (2, 3)
+    await assert_consistent(lock, pool)
+    # confirmed, it is answered as it is, not stamped again
+    done = (await lock.finish_confirm(first.id)).hold
+    assert done is not None
+    await wait_until_ms(client, done.updated_at_ms + 1)
+    assert (await lock.begin_confirm(first.id)).hold == done
+
+
 async def test_abort_confirm_back_to_held_or_to_stock(lock: InventoryLock) -> None:
     pool = new_pool()
     await lock.load(pool, 5, 5, 30)
@@ -177,7 +227,11 @@ async def test_unknown_and_malformed_hold_ids(lock: InventoryLock) -> None:
     await lock.load(pool, 2, 2, 30)
     for hold_id, reason in [
         (f"{pool}.999", TransitionReason.NOT_FOUND),
+        (f"{pool}.999-0123456789abcdef", TransitionReason.NOT_FOUND),
         ("nopool.1", TransitionReason.NOT_FOUND),
+        ("nopool.1-0123456789abcdef", TransitionReason.NOT_FOUND),
+        (f"{pool}.1-0123456789ABCDEF", TransitionReason.INVALID),
+        (f"{pool}.1-0123456789abcde", TransitionReason.INVALID),
         ("no-dot", TransitionReason.INVALID),
         (f"{pool}.1x", TransitionReason.INVALID),
         ("", TransitionReason.INVALID),
@@ -192,31 +246,22 @@ async def test_unknown_and_malformed_hold_ids(lock: InventoryLock) -> None:
         assert await lock.get_hold(hold_id) is None
 
 
-async def test_rebuild_from_durable_counts(lock: InventoryLock) -> None:
-    pool = new_pool()
-    confirmed = {"alice": 2, "bob": 1, "pipe|buyer": 3}
-    assert await lock.rebuild(pool, 10, confirmed, 3, 30) == PoolChange(pool, True)
-    assert await lock.rebuild(pool, 10, confirmed, 3, 30) == PoolChange(
-        pool, False, PoolReason.EXISTS
-    )
-    snapshot = await lock.snapshot(pool)
-    assert snapshot is not None
-    assert (snapshot.remaining, snapshot.confirmed, snapshot.buyers) == (4, 6, 3)
-    assert await lock.reserve(pool, "alice", 2, "new") == Rejection(RejectReason.LIMIT)
-    assert hold(await lock.reserve(pool, "alice", 1, "new")).remaining == 3
-    assert await lock.reserve(pool, "pipe|buyer", 1, "x") == Rejection(RejectReason.LIMIT)
-    await assert_consistent(lock, pool)
-
-
-async def test_rebuilt_pool_never_reuses_hold_ids(lock: InventoryLock) -> None:
+async def test_a_pool_made_again_never_reuses_hold_ids(lock: InventoryLock) -> None:
+    """Dropped (Redis lost it) and made again by a repair: new ids, and the counter, seeded
+    with the server time, moved on."""
     pool = new_pool()
     await lock.load(pool, 5, 5, 30)
-    before = {hold(await lock.reserve(pool, "a", 1, f"k{i}")).id for i in range(3)}
+    before = [hold(await lock.reserve(pool, "a", 1, f"k{i}")).id for i in range(3)]
     await lock.drop(pool)
-    await lock.rebuild(pool, 5, {"a": 3}, 5, 30)
-    after = {hold(await lock.reserve(pool, "a", 1, f"k{i}")).id for i in range(2)}
-    assert not before & after
-    assert max(int(i.split(".")[1]) for i in after) > max(int(i.split(".")[1]) for i in before)
+    created = await lock.fence(pool, 5, 5, 30, "repair", LEASE_S)
+    assert created == PoolChange(pool, True, PoolReason.CREATED)
+    adopted = await lock.adopt(pool, [OrderFact(i, "a", 1) for i in before])
+    assert adopted == Adopted(pool, 3, 3, 0, 2)
+    assert await lock.unfence(pool, "repair") == PoolChange(pool, True)
+    after = [hold(await lock.reserve(pool, "b", 1, f"k{i}")).id for i in range(2)]
+    assert not set(before) & set(after)
+    assert min(id_parts(i)[1] for i in after) > max(id_parts(i)[1] for i in before)
+    await assert_consistent(lock, pool)
 
 
 async def test_drop_and_registry(lock: InventoryLock) -> None:

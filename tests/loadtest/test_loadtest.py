@@ -1,5 +1,6 @@
 """`live loadtest flash-sale` end to end, as a user runs it: the command starts its own service
-(embedded Redis and PostgreSQL), runs locust (a master and a worker) and judges the run."""
+(embedded Redis and PostgreSQL), runs locust (a master and a worker) and judges the run; with
+--chaos it also injects faults into the servers it started."""
 
 from __future__ import annotations
 
@@ -91,8 +92,49 @@ def test_a_broken_threshold_fails_the_run(tmp_path: Path) -> None:
     assert _non_empty(out / "report.html")
 
 
+CHAOS = ("redis-restart", "redis-rollback", "redis-flush", "pg-stall", "worker-kill")
+
+
+def test_a_chaos_run_judges_every_fault(tmp_path: Path) -> None:
+    """The five faults on their schedule against a service this command starts (its own Redis,
+    two workers): the invariants hold, every fault has its row with its 503s and the time until
+    the sale sold again, and the chart marks them. Sized so the sale sells all along: buyers
+    buy up to 50 items each, slowly, out of a stock they cannot exhaust."""
+    out = tmp_path / "report"
+    done = _run(
+        out,
+        *("--chaos", ",".join(CHAOS), "--viewers", "50", "--buyers", "30"),
+        *("--stock", "1000", "--limit", "50", "--think-min", "1", "--think-max", "3"),
+        *("--confirm-share", "0.97", "--hold-seconds", "10", "--duration", "60s"),
+        *("--spawn-rate", "60", "--workers", "1"),
+    )
+    assert "worker-kill needs 2 workers" in done.stdout
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    assert "verdict: PASS" in done.stdout
+    for name in CHAOS:
+        assert f"chaos: {name} at " in done.stdout, name  # logged with its time
+
+    record = json.loads((out / "verdict.json").read_text())
+    rows = {row["name"]: row for row in record["rows"]}
+    for index, name in enumerate(CHAOS, 1):
+        assert rows[f"fault {index}: {name}"]["ok"], rows[f"fault {index}: {name}"]
+    for row in ("no 5xx but 503", "acknowledged orders are the buyer's", "orders = confirmed"):
+        assert rows[row]["ok"], rows[row]
+    faults = record["faults"]
+    assert [fault["name"] for fault in faults] == list(CHAOS)
+    times = [fault["at_s"] for fault in faults]
+    assert times == sorted(times) and times[0] > 0
+    for fault in faults:
+        assert isinstance(fault["unavailable"], int) and fault["unavailable"] >= 0
+        assert fault["recovered_s"] is not None and fault["recovered_s"] >= 0, fault
+    assert (out / "chart.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    calls = json.loads((out / "calls.json").read_text())
+    assert {call[2] for call in calls} == {"reserve", "confirm"}
+
+
 def test_help_explains_remote_workers() -> None:
     done = subprocess.run([*COMMAND, "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "--worker --master-host" in done.stdout
     assert "--max-p99-ms" in done.stdout
+    assert "--chaos" in done.stdout and "worker-kill" in done.stdout

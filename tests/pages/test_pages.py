@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from live.embedded import free_port
 from live.settings import Settings
-from rooms.auth import Role, mint
+from rooms.auth import Role, mint, verify
 
 ROOM = "stage"
 CHROMIUM = os.environ.get("LIVE_CHROMIUM", "/usr/bin/chromium")
@@ -215,3 +215,57 @@ async def test_comments_travel_and_a_muted_viewer_is_refused(
     await expect(ann.get_by_test_id("comment-message")).to_contain_text("muted", timeout=2000)
     await asyncio.sleep(0.3)
     assert "am I muted?" not in (await bob.get_by_test_id("comments").text_content() or "")
+
+
+async def _short_lived_viewer(
+    browser: Browser, live: LiveProcess, settings: Settings, init_script: str = ""
+) -> tuple[Page, float]:
+    """A viewer page whose token runs out within 2-3 s; returns it and that token's exp."""
+    short = mint(settings.jwt_secret, sub="ann", role=Role.VIEWER, room=ROOM, ttl_s=3, name="Ann")
+    exp = float(verify(settings.jwt_secret, short).exp)
+    page = await browser.new_page()
+    if init_script:
+        await page.add_init_script(init_script)
+    await page.goto(f"{live.url}/watch/{ROOM}#token={short}")
+    await expect(page.get_by_test_id("status")).to_have_text("live", timeout=10_000)
+    return page, exp
+
+
+async def _still_signed_in_after(page: Page, exp: float) -> None:
+    await asyncio.sleep(max(0.0, exp + 1.0 - time.time()))  # past the first token's exp
+    await expect(page.get_by_test_id("status")).to_have_text("live")
+    await page.get_by_test_id("comment-input").fill("still here")
+    await page.get_by_test_id("comment-input").press("Enter")
+    await expect(page.get_by_test_id("comments")).to_contain_text("still here", timeout=3000)
+    assert await page.get_by_test_id("comment-message").text_content() == ""
+
+
+async def test_the_overlay_refreshes_its_token_through_the_sites_hook(
+    browser: Browser, live: LiveProcess, settings: Settings
+) -> None:
+    await seed_room(live, settings)
+    fresh = token(settings, "ann")
+    hook = f"window.liveGetToken = async () => {fresh!r};"
+    page, exp = await _short_lived_viewer(browser, live, settings, hook)
+    await _still_signed_in_after(page, exp)
+
+
+async def test_the_overlay_takes_a_fresh_token_from_its_url_fragment(
+    browser: Browser, live: LiveProcess, settings: Settings
+) -> None:
+    await seed_room(live, settings)
+    page, exp = await _short_lived_viewer(browser, live, settings)
+    await page.evaluate(f"location.hash = 'token={token(settings, 'ann')}'")
+    await expect(page).not_to_have_url(re.compile("token="))  # taken and removed from the URL
+    await _still_signed_in_after(page, exp)
+
+
+async def test_without_a_fresh_token_the_session_ends_at_exp(
+    browser: Browser, live: LiveProcess, settings: Settings
+) -> None:
+    await seed_room(live, settings)
+    page, exp = await _short_lived_viewer(browser, live, settings)
+    await expect(page.get_by_test_id("status")).to_have_text(
+        "refused · token_expired", timeout=int((exp - time.time() + 3) * 1000)
+    )
+    assert time.time() >= exp - 0.05

@@ -1,0 +1,117 @@
+"""The report: one row per run, the details of each, and the largest passing room per server with
+the ratios of live to its peers."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from .run import LABELS, P99_GOAL_MS, WARM_UP_S, Result
+
+GOAL_RATIO = {"node": 5.0, "socketio": 20.0}
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "-" if math.isnan(value) else format(value, spec)
+
+
+def report(args: argparse.Namespace, results: dict[str, list[Result]]) -> None:
+    head = (
+        f"{'server':<16}{'viewers':>8}{'conn':>7}{'events/s':>11}{'frames/s':>10}"
+        f"{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'srv CPU':>8}{'gen CPU':>8}{'other':>6}"
+        f"{'KiB/conn':>9}  p99<250"
+    )
+    print()
+    print(
+        f"workload: one room, {args.rate:g} events/s (a pin every {args.pin_every:g} s, "
+        f"1/5 stock, rest comments), window {args.duration:g} s after {WARM_UP_S:g} s warm-up; "
+        f"server pinned to CPU {','.join(map(str, args.server_cpus)) or 'any'}, "
+        f"{args.workers} generator process(es) on CPU {','.join(map(str, args.gen_cpus)) or 'any'}"
+    )
+    print(
+        "CPU in % of one core: srv the server process, gen the load generators and publisher, "
+        "other what else ran on the machine (not this bench, Redis or the network's softirq); "
+        "lag over every "
+        "event of ~"
+        f"{args.probes} probe viewers"
+    )
+    print(head)
+    print("-" * len(head))
+    for kind, rows in results.items():
+        for r in sorted(rows, key=lambda row: row.viewers):
+            if r.skipped:
+                print(f"{LABELS[kind]:<16}{r.viewers:>8}{'':>7}  skipped (a smaller count failed)")
+                continue
+            flag = "yes" if r.ok else f"no: {r.why_not()}"
+            if r.gen_bound:
+                flag += " [generator saturated]"
+            print(
+                f"{LABELS[kind]:<16}{r.viewers:>8}{r.connected:>7}"
+                f"{_fmt(r.per_s(r.events), ',.0f'):>11}{_fmt(r.per_s(r.frames), ',.0f'):>10}"
+                f"{_fmt(r.percentile(0.50), '.1f'):>8}{_fmt(r.percentile(0.99), '.1f'):>8}"
+                f"{_fmt(r.lag_max, '.0f'):>8}{_fmt(100 * r.server_cpu, '.0f'):>8}"
+                f"{_fmt(100 * r.gen_cpu, '.0f'):>8}{_fmt(100 * r.other_cpu, '.0f'):>6}"
+                f"{_fmt(r.kib_per_connection, '.1f'):>9}  {flag}"
+            )
+    print()
+    for kind, rows in results.items():
+        for r in sorted(rows, key=lambda row: row.viewers):
+            if r.skipped or r.error:
+                continue
+            print(
+                f"  {LABELS[kind]} {r.viewers}: published {r.published.in_window} events in the "
+                f"window ({r.published.in_window / max(r.window_s, 1e-9):.0f}/s, slowest "
+                f"{r.published.slowest_ms:.1f} ms), {r.per_s(r.bytes) / 1e6:.1f} MB/s delivered, "
+                f"pins {r.pins}/{r.pins_expected} on {r.probes} probes, ramp {r.ramp_s:.1f} s at "
+                f"{_fmt(100 * r.ramp_cpu, '.0f')}% server CPU, "
+                f"RSS idle {r.rss_idle / 2**20:.0f} MiB / connected "
+                f"{r.rss_connected / 2**20:.0f} MiB / loaded {r.rss_load / 2**20:.0f} MiB, "
+                f"redis CPU {_fmt(100 * r.redis_cpu, '.0f')}%, "
+                f"softirq {_fmt(100 * r.irq_cpu, '.0f')}%"
+            )
+    best = {kind: _best(rows) for kind, rows in results.items()}
+    print()
+    print(f"largest room with p99 < {P99_GOAL_MS:.0f} ms, one server process on one core:")
+    for kind, rows in results.items():
+        passing = best[kind]
+        failures = [r.viewers for r in rows if not r.ok and not r.skipped]
+        above = (
+            f" (fails at {min(f for f in failures if f > passing.viewers)})"
+            if passing and any(f > passing.viewers for f in failures)
+            else (" (every count tried passed)" if passing else "")
+        )
+        if passing is None:
+            tried = min((r.viewers for r in rows if not r.skipped), default=0)
+            print(f"  {LABELS[kind]:<16} none of the counts tried (down to {tried})")
+            continue
+        per_core = passing.viewers / max(passing.server_cpu, 1e-9)
+        print(
+            f"  {LABELS[kind]:<16} {passing.viewers:>6} viewers{above}; at that count the server "
+            f"used {passing.server_cpu:.0%} of a core ({per_core:,.0f} viewers per CPU-second)"
+        )
+    ours = best.get("live")
+    if ours is not None:
+        every = all(r.ok for r in results["live"] if not r.skipped)
+        at_least = ">= " if every else ""
+        for peer in ("node", "socketio"):
+            theirs = best.get(peer)
+            if peer not in results:
+                continue
+            if theirs is None:
+                print(f"  live / {LABELS[peer]}: no passing count for the peer")
+                continue
+            ratio = ours.viewers / theirs.viewers
+            cpu_ratio = (ours.viewers / ours.server_cpu) / (theirs.viewers / theirs.server_cpu)
+            goal = GOAL_RATIO[peer]
+            print(
+                f"  live / {LABELS[peer]}: {at_least}{ratio:.1f}x the viewers per server core "
+                f"(goal {goal:g}x: {'met' if ratio >= goal else 'not met'}); "
+                f"{cpu_ratio:.1f}x the viewers per CPU-second used"
+            )
+        ten_k = next((r for r in results["live"] if r.viewers >= 10_000 and r.ok), None)
+        print(f"  10k viewers in one room on this machine: {'yes' if ten_k else 'no'}")
+
+
+def _best(rows: list[Result]) -> Result | None:
+    passing = [r for r in rows if r.ok]
+    return max(passing, key=lambda r: r.viewers) if passing else None

@@ -1,0 +1,238 @@
+"""The servers under test, each its own process pinned as asked: live (`live serve` on the given
+Redis and PostgreSQL, under a prefix and schema of its own that are removed afterwards) and the
+two peers, with the way each one's room events are published."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from live.embedded import free_port
+from rooms.auth import Role, mint
+from rooms.log import RoomLog
+
+from .peers import PEER_SOURCES, ROOT, peer_python
+from .procstats import prioritize
+from .workload import Publish, envelope, msgpack
+
+SECRET = "fanout-bench-secret-0123456789abcdef0123456789"
+
+
+@dataclass
+class Server:
+    kind: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    room: str
+    path: str  # what a viewer's GET asks for
+    publish: Publish
+    cleanup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+
+def _spawn(
+    cmd: list[str], env: dict[str, str], log_path: Path, args: argparse.Namespace, cwd: Path
+) -> subprocess.Popen[bytes]:
+    out = log_path.open("wb")
+    cpus, nice = args.server_cpus, args.nice
+
+    def pin() -> None:  # in the child, after setsid
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        prioritize(nice)
+
+    try:
+        return subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=pin,
+            start_new_session=True,
+        )
+    finally:
+        out.close()
+
+
+async def _wait_ready(
+    proc: subprocess.Popen[bytes], url: str, timeout_s: float, any_status: bool = False
+) -> None:
+    """Until `url` answers 200 (or anything HTTP with `any_status`), or the process exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode} while starting")
+        try:
+            status = await asyncio.to_thread(_http_status, url)
+            if status == 200 or any_status:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"the server was not ready within {timeout_s:.0f} s")
+
+
+def _http_status(url: str, method: str = "GET", body: bytes | None = None, token: str = "") -> int:
+    request = urllib.request.Request(url, data=body, method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def stop_server(server: Server) -> None:
+    proc = server.proc
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(proc.wait), 15)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.to_thread(proc.wait)
+    for step in reversed(server.cleanup):
+        try:
+            await step()
+        except Exception as exc:
+            print(f"  cleanup failed: {exc}", file=sys.stderr)
+
+
+async def start_live(args: argparse.Namespace, redis: aioredis.Redis, logs: Path) -> Server:
+    tag = uuid.uuid4().hex[:10]
+    prefix, schema, room = f"bench-{tag}:", f"bench_{tag}", f"fanout-{tag}"
+    port = free_port()
+    env = {
+        **os.environ,
+        "LIVE_REDIS_URL": args.redis_url,
+        "LIVE_DATABASE_URL": args.database_url,
+        "LIVE_REDIS_PREFIX": prefix,
+        "LIVE_DATABASE_SCHEMA": schema,
+        "LIVE_JWT_SECRET": SECRET,
+        "LIVE_DATA_DIR": str(logs / f"data-{tag}"),
+        "LIVE_LOG_LEVEL": "warning",
+    }
+    if args.tick_ms:
+        env["LIVE_TICK_MS"] = str(args.tick_ms)
+    cmd = [sys.executable, "-m", args.live_module, "serve", "--host", "127.0.0.1"]
+    cmd += ["--port", str(port)]
+    log_path = logs / f"live-{tag}.log"
+    proc = _spawn(cmd, env, log_path, args, ROOT)
+    room_log = RoomLog(redis, prefix)
+
+    async def publish(kind: str, i: int, data: dict[str, Any]) -> None:
+        await room_log.publish(room, kind, data)
+
+    server = Server("live", port, proc, log_path, room, f"/ws/rooms/{room}", publish)
+    server.cleanup.append(lambda: _drop_schema(args.database_url, schema))
+    server.cleanup.append(lambda: _delete_keys(redis, prefix))
+    await _wait_ready(proc, f"http://127.0.0.1:{port}/readyz", 60)
+    token = mint(SECRET, sub="bench-host", role=Role.HOST, room=room, ttl_s=3600)
+    body = json.dumps({"title": "fanout bench"}).encode()
+    url = f"http://127.0.0.1:{port}/api/rooms/{room}"
+    status = await asyncio.to_thread(_http_status, url, "PUT", body, token)
+    if status not in (200, 201):
+        raise RuntimeError(f"PUT /api/rooms/{room} answered {status}")
+    return server
+
+
+async def _drop_schema(database_url: str, schema: str) -> None:
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+async def _delete_keys(redis: aioredis.Redis, prefix: str) -> None:
+    batch: list[bytes] = []
+    async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            await redis.unlink(*batch)
+            batch.clear()
+    if batch:
+        await redis.unlink(*batch)
+
+
+async def start_socketio(args: argparse.Namespace, redis: aioredis.Redis, logs: Path) -> Server:
+    tag = uuid.uuid4().hex[:10]
+    channel, room, port = f"bench-sio-{tag}", f"fanout-{tag}", free_port()
+    python = peer_python(args.peers_dir)
+    script = str(PEER_SOURCES / "socketio_server.py")
+    log_path = logs / f"socketio-{tag}.log"
+    cmd = [str(python), script, str(port), args.redis_url, channel]
+    proc = _spawn(cmd, dict(os.environ), log_path, args, PEER_SOURCES)
+    host_id = f"bench-{tag}"
+
+    async def publish(kind: str, i: int, data: dict[str, Any]) -> None:
+        message = {
+            "method": "emit",
+            "event": kind,
+            "data": [envelope(kind, i, data)],
+            "binary": False,
+            "namespace": "/",
+            "room": room,
+            "skip_sid": None,
+            "callback": None,
+            "host_id": host_id,
+        }
+        await redis.publish(channel, json.dumps(message, separators=(",", ":")))
+
+    path = f"/socket.io/?EIO=4&transport=websocket&room={room}"
+    await _wait_ready(proc, f"http://127.0.0.1:{port}/socket.io/", 30, any_status=True)
+    return Server("socketio", port, proc, log_path, room, path, publish)
+
+
+async def start_node(args: argparse.Namespace, redis: aioredis.Redis, logs: Path) -> Server:
+    tag = uuid.uuid4().hex[:10]
+    key, room, port = f"bench-io-{tag}", f"fanout-{tag}", free_port()
+    script = str(args.peers_dir / "node" / "node_server.js")
+    log_path = logs / f"node-{tag}.log"
+    cmd = ["node", script, str(port), args.redis_url, key]
+    proc = _spawn(cmd, dict(os.environ), log_path, args, args.peers_dir / "node")
+    channel = f"{key}#/#{room}#"
+    uid = f"bench-{tag}"
+
+    async def publish(kind: str, i: int, data: dict[str, Any]) -> None:
+        packet = {"type": 2, "data": [kind, envelope(kind, i, data)], "nsp": "/"}
+        options = {"rooms": [room], "except": [], "flags": {}}
+        await redis.publish(channel, msgpack([uid, packet, options]))
+
+    path = f"/socket.io/?EIO=4&transport=websocket&room={room}"
+    await _wait_ready(proc, f"http://127.0.0.1:{port}/healthz", 30)
+    return Server("node", port, proc, log_path, room, path, publish)
+
+
+STARTERS = {"live": start_live, "socketio": start_socketio, "node": start_node}

@@ -1,0 +1,253 @@
+"""Buying: reserve a hold, confirm it into an order, or cancel it.
+
+A hold's end is decided in PostgreSQL (see flash_sales/orders.py): a confirm claims it as an
+order, the recovery sweep or a cancel claims it as void, and whichever claims first stands; what
+Redis says about a hold is acted on, and where Redis and PostgreSQL disagree PostgreSQL wins and
+Redis is brought in line (see flash_sales/repair.py). A buyer is answered with an order only if
+it is theirs; a storage failure is a 503 with a time to retry after.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flash_sales import metrics
+from flash_sales.announcements import SaleAnnouncer
+from flash_sales.lifecycle import SaleLifecycle
+from flash_sales.model import LIVE_STATES, Order, OrderRequest, Outcome, Sale, sale_id_of
+from flash_sales.orders import Mismatch, OrderWriter, Refused, WriterFull
+from flash_sales.repair import PoolRepair
+from flash_sales.store import SaleStore
+from inventory_lock import (
+    BatcherFull,
+    Hold,
+    HoldRecord,
+    HoldState,
+    InventoryLock,
+    Rejection,
+    RejectReason,
+    ReserveBatcher,
+    ReserveResult,
+    pool_of,
+)
+from rooms.auth import Claims
+from rooms.errors import STORAGE_ERRORS, ApiError, forbidden, invalid, not_found, unavailable
+
+log = logging.getLogger("live.flash_sales")
+
+LIVE_CHECK_S = 1.0
+REPAIR_WAIT_S = 2.0  # a reserve waits this long for a repair of its pool, then answers 503
+RETRY_CONFIRM = "orders are unavailable for a moment; retry the confirm"
+
+
+class Buying:
+    def __init__(
+        self,
+        lifecycle: SaleLifecycle,
+        store: SaleStore,
+        lock: InventoryLock,
+        writer: OrderWriter,
+        repair: PoolRepair,
+        announcer: SaleAnnouncer,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.store = store
+        self.lock = lock
+        self.reserver = ReserveBatcher(lock)  # the burst's reserves, one script call per batch
+        self.writer = writer
+        self.repair = repair
+        self.announcer = announcer
+        self._live_checked: dict[int, tuple[float, bool]] = {}  # sale: (when, live)
+
+    # -- reserve -----------------------------------------------------------------------------
+
+    async def reserve(
+        self, sale_id: int, claims: Claims, qty: int, idempotency_key: str
+    ) -> dict[str, Any]:
+        sale = await self.lifecycle.fixed(sale_id)
+        if claims.room != sale.room:
+            raise forbidden("this token is for another room")
+        if not 0 < len(idempotency_key) <= 128:
+            raise invalid("Idempotency-Key must be 1-128 characters")
+        if not 0 < qty <= sale.limit_per_buyer:
+            raise ApiError(422, "limit", f"qty must be 1-{sale.limit_per_buyer}")
+        result = await self._reserve(sale, claims.sub, qty, idempotency_key)
+        if isinstance(result, Rejection) and await self._repaired(sale, result.reason):
+            result = await self._reserve(sale, claims.sub, qty, idempotency_key)
+        if isinstance(result, Rejection):
+            raise _rejection(result.reason)
+        self.announcer.stock_changed(sale.id)
+        if result.remaining <= 0:
+            try:
+                await self.lifecycle.sold_out(sale.id)
+            except STORAGE_ERRORS as exc:  # the hold is made; check_pools corrects the state
+                log.warning("sale %s: sold-out transition failed: %s", sale.id, exc)
+        return _hold_view(result, sale)
+
+    async def _reserve(self, sale: Sale, buyer: str, qty: int, key: str) -> ReserveResult:
+        try:
+            return await self.reserver.reserve(sale.pool, buyer, qty, key)
+        except BatcherFull:
+            raise unavailable("too many reservations waiting; retry") from None
+
+    async def _repaired(self, sale: Sale, reason: RejectReason) -> bool:
+        """Repair a pool that must be repaired before it sells (stale), or that is missing while
+        the sale is live; True when it sells again. Whether the sale of a missing pool is live
+        is asked of PostgreSQL at most once a second per sale, so that clicks on a sale that has
+        not opened (or has ended) do not all reach the database."""
+        if reason is RejectReason.STALE:
+            return await self.repair.repair(sale, "stale", wait_s=REPAIR_WAIT_S)
+        if reason is not RejectReason.UNKNOWN_POOL:
+            return False
+        now = time.monotonic()
+        checked_at, live = self._live_checked.get(sale.id, (0.0, False))
+        if now - checked_at >= LIVE_CHECK_S:
+            current = await self.store.get(sale.id)
+            live = current is not None and current.state in LIVE_STATES
+            self._live_checked[sale.id] = (now, live)
+        return live and await self.repair.repair(sale, "missing", wait_s=REPAIR_WAIT_S)
+
+    # -- confirm -----------------------------------------------------------------------------
+
+    async def confirm(
+        self, reservation_id: str, claims: Claims, payment_ref: str, *, show_name: bool = False
+    ) -> dict[str, Any]:
+        """Hold to order. `show_name`: the buyer allows their name in the "just bought" event."""
+        if not 0 < len(payment_ref) <= 200:
+            raise invalid("payment_ref must be 1-200 characters")
+        sale, hold = await self._hold_of(reservation_id, claims)
+        if hold is None or hold.state is HoldState.CONFIRMED:
+            return await self._order(sale, reservation_id, claims, not_found("no such reservation"))
+        begun = await self.lock.begin_confirm(reservation_id)
+        if not begun.ok:
+            if begun.state in (HoldState.EXPIRED, HoldState.RELEASED, HoldState.CONFIRMED, None):
+                # Over, says Redis; PostgreSQL has the last word (Redis may have gone back).
+                gone = ApiError(409, "expired", "the hold has expired or was cancelled")
+                return await self._order(sale, reservation_id, claims, gone)
+            raise ApiError(409, "conflict", f"the hold cannot be confirmed ({begun.reason})")
+        request = OrderRequest(
+            reservation_id,
+            sale.id,
+            claims.sub,
+            hold.qty,
+            sale.price_cents,
+            sale.limit_per_buyer,
+            payment_ref,
+        )
+        try:
+            result = await self.writer.write(request)
+        except WriterFull:
+            raise unavailable(RETRY_CONFIRM) from None
+        except STORAGE_ERRORS as exc:
+            log.warning("sale %s: confirm of %s deferred: %r", sale.id, reservation_id, exc)
+            raise unavailable(RETRY_CONFIRM) from None
+        if isinstance(result, Order):
+            await self._tell_redis(sale, result)
+            await self.announcer.purchased(sale, claims.name if show_name else None)
+            return result.view()
+        if isinstance(result, Mismatch):
+            metrics.ORDER_MISMATCHES.inc()
+            log.error(
+                "sale %s: confirm of %s by %s found order %s of %s (qty %s); refused",
+                sale.id,
+                reservation_id,
+                claims.sub,
+                result.order.id,
+                result.order.buyer,
+                result.order.qty,
+            )
+            try:  # the hold is that order's in Redis too, not this buyer's
+                await self.repair.adopt(sale, result.order)
+            except STORAGE_ERRORS as exc:
+                log.warning("sale %s: order %s not adopted: %s", sale.id, result.order.id, exc)
+            raise ApiError(409, "conflict", "this reservation belongs to another order")
+        await self.lock.abort_confirm(reservation_id, release=True)
+        self.announcer.stock_changed(sale.id)
+        if isinstance(result, Refused):
+            detail = "sold out" if result.reason == "sold_out" else "you reached the limit"
+            raise ApiError(409, result.reason, detail)
+        raise ApiError(
+            409, "expired", "the confirm was rolled back after it stalled; reserve again"
+        )
+
+    async def _order(
+        self, sale: Sale, reservation_id: str, claims: Claims, otherwise: ApiError
+    ) -> dict[str, Any]:
+        """The buyer's order of this hold from PostgreSQL (a retry after the answer was lost, or
+        a hold Redis no longer has right); `otherwise` when there is none."""
+        try:
+            order = await self.store.order(reservation_id)
+        except STORAGE_ERRORS:
+            raise unavailable(RETRY_CONFIRM) from None
+        if order is None or order.buyer != claims.sub or order.sale_id != sale.id:
+            raise otherwise
+        await self._tell_redis(sale, order)
+        return order.view()
+
+    async def _tell_redis(self, sale: Sale, order: Order) -> None:
+        """The order is made whatever Redis answers now: should Redis be away, the recovery
+        sweep or a repair brings it in line later."""
+        try:
+            await self.repair.confirmed(sale, order)
+        except STORAGE_ERRORS as exc:
+            log.warning("sale %s: order %s made, Redis not told yet: %s", sale.id, order.id, exc)
+
+    # -- cancel ------------------------------------------------------------------------------
+
+    async def cancel(self, reservation_id: str, claims: Claims) -> dict[str, Any]:
+        sale, hold = await self._hold_of(reservation_id, claims)
+        if hold is None or hold.state is HoldState.CONFIRMED:
+            await self._order(sale, reservation_id, claims, not_found("no such reservation"))
+            raise ApiError(409, "confirmed", "the reservation is already an order")
+        if hold.state is HoldState.CONFIRMING:
+            raise ApiError(409, "conflict", "a confirm of this reservation is in progress")
+        if await self.store.decide_void(reservation_id, sale.id) is Outcome.ORDER:
+            await self._order(sale, reservation_id, claims, not_found("no such reservation"))
+            raise ApiError(409, "confirmed", "the reservation is already an order")
+        await self.lock.cancel(reservation_id)  # a hold already over stays over
+        self.announcer.stock_changed(sale.id)
+        await self.lifecycle.reopen_if_stock(sale.id)
+        return {"id": reservation_id, "state": "released"}
+
+    async def _hold_of(self, reservation_id: str, claims: Claims) -> tuple[Sale, HoldRecord | None]:
+        """The sale and the caller's hold (None when Redis has no such hold); 404 when the id is
+        not a hold of a sale or the hold is someone else's, 403 for another room's token."""
+        try:
+            sale_id = sale_id_of(pool_of(reservation_id))
+        except ValueError:
+            sale_id = None
+        if sale_id is None:
+            raise not_found("no such reservation")
+        sale = await self.lifecycle.fixed(sale_id)
+        if claims.room != sale.room:
+            raise forbidden("this token is for another room")
+        hold = await self.lock.get_hold(reservation_id)
+        if hold is not None and hold.buyer != claims.sub:
+            raise not_found("no such reservation")
+        return sale, hold
+
+
+def _rejection(reason: RejectReason) -> ApiError:
+    if reason is RejectReason.SOLD_OUT:
+        return ApiError(409, "sold_out", "sold out")
+    if reason is RejectReason.LIMIT:
+        return ApiError(409, "limit", "you reached the limit per buyer for this sale")
+    if reason in (RejectReason.CLOSED, RejectReason.UNKNOWN_POOL):
+        return ApiError(409, "not_open", "the sale is not open")
+    if reason in (RejectReason.STALE, RejectReason.FENCED):
+        return unavailable("the sale is being brought up to date; retry")
+    return ApiError(422, "invalid", "invalid reservation request")
+
+
+def _hold_view(hold: Hold, sale: Sale) -> dict[str, Any]:
+    return {
+        "id": hold.id,
+        "sale_id": sale.id,
+        "qty": hold.qty,
+        "expires_at": hold.expires_at_ms,
+        "remaining": max(hold.remaining, 0),
+        "state": hold.state.value,
+        "price_cents": sale.price_cents,
+    }

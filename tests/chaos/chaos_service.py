@@ -1,0 +1,113 @@
+"""The service under a fault: a redis-server of the test's own, the session's PostgreSQL in the
+test's schema, and the app served in-process (or `live serve --workers 2` as a subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from chaos_checks import REPO, judge, live_env
+from chaos_workload import Plan, Workload
+from conftest import serve_app
+
+from live.embedded import free_port
+from live.settings import Settings
+from loadtest.faults import RedisServer
+
+IO_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True)
+class Chaos:
+    """What a fault may act on."""
+
+    settings: Settings
+    redis: RedisServer
+    pid: int | None = None  # the `live serve` supervisor, when the service is a subprocess
+    port: int = 0  # the service's port
+
+
+def chaos_settings(settings: Settings, redis: RedisServer) -> Settings:
+    return dataclasses.replace(settings, redis_url=redis.url, io_timeout_s=IO_TIMEOUT_S)
+
+
+@contextlib.asynccontextmanager
+async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop, kill=True)
+
+
+@contextlib.asynccontextmanager
+async def live_serve(settings: Settings, workers: int) -> AsyncIterator[tuple[str, int]]:
+    """`live serve --workers N` on the test's servers; yields its URL and supervisor pid."""
+    port = free_port()
+    env = live_env(settings) | {"LIVE_PORT": str(port), "LIVE_WORKERS": str(workers)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "live.cli",
+        "serve",
+        env=env,
+        cwd=REPO,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=2) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.returncode is None, "live serve exited at start"
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{url}/readyz")).status_code == 200:
+                        break
+                assert time.monotonic() < deadline, "live serve never became ready"
+                await asyncio.sleep(0.1)  # polling, bounded by the deadline
+        yield url, process.pid
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+Fault = Callable[["Chaos", Workload], Coroutine[Any, Any, None]]
+
+
+async def run_under_fault(
+    settings: Settings, tmp_path: Path, plan: Plan, fault: Fault, *, workers: int = 0
+) -> list[str]:
+    """Open a sale, let the buyers storm it while `fault` strikes, settle, and judge: the
+    problems found (empty if every invariant holds)."""
+    async with redis_server(tmp_path) as redis:
+        settings = chaos_settings(settings, redis)
+        async with contextlib.AsyncExitStack() as stack:
+            pid: int | None = None
+            if workers:
+                url, pid = await stack.enter_async_context(live_serve(settings, workers))
+            else:
+                url = (await stack.enter_async_context(serve_app(settings))).url
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=url, timeout=15, limits=limits)
+            )
+            work = Workload(client, settings.jwt_secret, plan)
+            await work.open_sale()
+            chaos = Chaos(settings, redis, pid, int(url.rsplit(":", 1)[1]))
+            await work.run(lambda w: fault(chaos, w))
+            return await judge(work, settings)

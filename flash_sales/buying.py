@@ -32,8 +32,16 @@ from inventory_lock import (
     ReserveResult,
     pool_of,
 )
-from rooms.auth import Claims
-from rooms.errors import STORAGE_ERRORS, ApiError, forbidden, invalid, not_found, unavailable
+from rooms.actors import Action, Actor, authorize
+from rooms.errors import (
+    STORAGE_ERRORS,
+    Conflict,
+    Invalid,
+    Refusal,
+    invalid,
+    not_found,
+    unavailable,
+)
 
 log = logging.getLogger("live.flash_sales")
 
@@ -64,18 +72,17 @@ class Buying:
     # -- reserve -----------------------------------------------------------------------------
 
     async def reserve(
-        self, sale_id: int, claims: Claims, qty: int, idempotency_key: str
+        self, sale_id: int, actor: Actor, qty: int, idempotency_key: str
     ) -> dict[str, Any]:
         sale = await self.lifecycle.fixed(sale_id)
-        if claims.room != sale.room:
-            raise forbidden("this token is for another room")
+        authorize(actor, sale.room, Action.BUY)
         if not 0 < len(idempotency_key) <= 128:
-            raise invalid("Idempotency-Key must be 1-128 characters")
+            raise invalid("send an Idempotency-Key of 1-128 characters, unique per attempt")
         if not 0 < qty <= sale.limit_per_buyer:
-            raise ApiError(422, "limit", f"qty must be 1-{sale.limit_per_buyer}")
-        result = await self._reserve(sale, claims.sub, qty, idempotency_key)
+            raise Invalid("limit", f"qty must be 1-{sale.limit_per_buyer}")
+        result = await self._reserve(sale, actor.user, qty, idempotency_key)
         if isinstance(result, Rejection) and await self._repaired(sale, result.reason):
-            result = await self._reserve(sale, claims.sub, qty, idempotency_key)
+            result = await self._reserve(sale, actor.user, qty, idempotency_key)
         if isinstance(result, Rejection):
             raise _rejection(result.reason)
         self.announcer.stock_changed(sale.id)
@@ -112,25 +119,25 @@ class Buying:
     # -- confirm -----------------------------------------------------------------------------
 
     async def confirm(
-        self, reservation_id: str, claims: Claims, payment_ref: str, *, show_name: bool = False
+        self, reservation_id: str, actor: Actor, payment_ref: str, *, show_name: bool = False
     ) -> dict[str, Any]:
         """Hold to order. `show_name`: the buyer allows their name in the "just bought" event."""
         if not 0 < len(payment_ref) <= 200:
             raise invalid("payment_ref must be 1-200 characters")
-        sale, hold = await self._hold_of(reservation_id, claims)
+        sale, hold = await self._hold_of(reservation_id, actor)
         if hold is None or hold.state is HoldState.CONFIRMED:
-            return await self._order(sale, reservation_id, claims, not_found("no such reservation"))
+            return await self._order(sale, reservation_id, actor, not_found("no such reservation"))
         begun = await self.lock.begin_confirm(reservation_id)
         if not begun.ok:
             if begun.state in (HoldState.EXPIRED, HoldState.RELEASED, HoldState.CONFIRMED, None):
                 # Over, says Redis; PostgreSQL has the last word (Redis may have gone back).
-                gone = ApiError(409, "expired", "the hold has expired or was cancelled")
-                return await self._order(sale, reservation_id, claims, gone)
-            raise ApiError(409, "conflict", f"the hold cannot be confirmed ({begun.reason})")
+                gone = Conflict("expired", "the hold has expired or was cancelled")
+                return await self._order(sale, reservation_id, actor, gone)
+            raise Conflict("conflict", f"the hold cannot be confirmed ({begun.reason})")
         request = OrderRequest(
             reservation_id,
             sale.id,
-            claims.sub,
+            actor.user,
             hold.qty,
             sale.price_cents,
             sale.limit_per_buyer,
@@ -145,7 +152,7 @@ class Buying:
             raise unavailable(RETRY_CONFIRM) from None
         if isinstance(result, Order):
             await self._tell_redis(sale, result)
-            await self.announcer.purchased(sale, claims.name if show_name else None)
+            await self.announcer.purchased(sale, actor.display_name if show_name else None)
             return result.view()
         if isinstance(result, Mismatch):
             metrics.ORDER_MISMATCHES.inc()
@@ -153,7 +160,7 @@ class Buying:
                 "sale %s: confirm of %s by %s found order %s of %s (qty %s); refused",
                 sale.id,
                 reservation_id,
-                claims.sub,
+                actor.user,
                 result.order.id,
                 result.order.buyer,
                 result.order.qty,
@@ -162,18 +169,16 @@ class Buying:
                 await self.repair.adopt(sale, result.order)
             except STORAGE_ERRORS as exc:
                 log.warning("sale %s: order %s not adopted: %s", sale.id, result.order.id, exc)
-            raise ApiError(409, "conflict", "this reservation belongs to another order")
+            raise Conflict("conflict", "this reservation belongs to another order")
         await self.lock.abort_confirm(reservation_id, release=True)
         self.announcer.stock_changed(sale.id)
         if isinstance(result, Refused):
             detail = "sold out" if result.reason == "sold_out" else "you reached the limit"
-            raise ApiError(409, result.reason, detail)
-        raise ApiError(
-            409, "expired", "the confirm was rolled back after it stalled; reserve again"
-        )
+            raise Conflict(result.reason, detail)
+        raise Conflict("expired", "the confirm was rolled back after it stalled; reserve again")
 
     async def _order(
-        self, sale: Sale, reservation_id: str, claims: Claims, otherwise: ApiError
+        self, sale: Sale, reservation_id: str, actor: Actor, otherwise: Refusal
     ) -> dict[str, Any]:
         """The buyer's order of this hold from PostgreSQL (a retry after the answer was lost, or
         a hold Redis no longer has right); `otherwise` when there is none."""
@@ -181,7 +186,7 @@ class Buying:
             order = await self.store.order(reservation_id)
         except STORAGE_ERRORS:
             raise unavailable(RETRY_CONFIRM) from None
-        if order is None or order.buyer != claims.sub or order.sale_id != sale.id:
+        if order is None or order.buyer != actor.user or order.sale_id != sale.id:
             raise otherwise
         await self._tell_redis(sale, order)
         return order.view()
@@ -196,22 +201,23 @@ class Buying:
 
     # -- cancel ------------------------------------------------------------------------------
 
-    async def cancel(self, reservation_id: str, claims: Claims) -> dict[str, Any]:
-        sale, hold = await self._hold_of(reservation_id, claims)
+    async def cancel(self, reservation_id: str, actor: Actor) -> dict[str, Any]:
+        sale, hold = await self._hold_of(reservation_id, actor)
+        already = Conflict("confirmed", "the reservation is already an order")
         if hold is None or hold.state is HoldState.CONFIRMED:
-            await self._order(sale, reservation_id, claims, not_found("no such reservation"))
-            raise ApiError(409, "confirmed", "the reservation is already an order")
+            await self._order(sale, reservation_id, actor, not_found("no such reservation"))
+            raise already
         if hold.state is HoldState.CONFIRMING:
-            raise ApiError(409, "conflict", "a confirm of this reservation is in progress")
+            raise Conflict("conflict", "a confirm of this reservation is in progress")
         if await self.store.decide_void(reservation_id, sale.id) is Outcome.ORDER:
-            await self._order(sale, reservation_id, claims, not_found("no such reservation"))
-            raise ApiError(409, "confirmed", "the reservation is already an order")
+            await self._order(sale, reservation_id, actor, not_found("no such reservation"))
+            raise already
         await self.lock.cancel(reservation_id)  # a hold already over stays over
         self.announcer.stock_changed(sale.id)
         await self.lifecycle.reopen_if_stock(sale.id)
         return {"id": reservation_id, "state": "released"}
 
-    async def _hold_of(self, reservation_id: str, claims: Claims) -> tuple[Sale, HoldRecord | None]:
+    async def _hold_of(self, reservation_id: str, actor: Actor) -> tuple[Sale, HoldRecord | None]:
         """The sale and the caller's hold (None when Redis has no such hold); 404 when the id is
         not a hold of a sale or the hold is someone else's, 403 for another room's token."""
         try:
@@ -221,24 +227,23 @@ class Buying:
         if sale_id is None:
             raise not_found("no such reservation")
         sale = await self.lifecycle.fixed(sale_id)
-        if claims.room != sale.room:
-            raise forbidden("this token is for another room")
+        authorize(actor, sale.room, Action.BUY)
         hold = await self.lock.get_hold(reservation_id)
-        if hold is not None and hold.buyer != claims.sub:
+        if hold is not None and hold.buyer != actor.user:
             raise not_found("no such reservation")
         return sale, hold
 
 
-def _rejection(reason: RejectReason) -> ApiError:
+def _rejection(reason: RejectReason) -> Refusal:
     if reason is RejectReason.SOLD_OUT:
-        return ApiError(409, "sold_out", "sold out")
+        return Conflict("sold_out", "sold out")
     if reason is RejectReason.LIMIT:
-        return ApiError(409, "limit", "you reached the limit per buyer for this sale")
+        return Conflict("limit", "you reached the limit per buyer for this sale")
     if reason in (RejectReason.CLOSED, RejectReason.UNKNOWN_POOL):
-        return ApiError(409, "not_open", "the sale is not open")
+        return Conflict("not_open", "the sale is not open")
     if reason in (RejectReason.STALE, RejectReason.FENCED):
         return unavailable("the sale is being brought up to date; retry")
-    return ApiError(422, "invalid", "invalid reservation request")
+    return invalid("invalid reservation request")
 
 
 def _hold_view(hold: Hold, sale: Sale) -> dict[str, Any]:

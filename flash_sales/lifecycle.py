@@ -11,7 +11,8 @@ from flash_sales.announcements import SaleAnnouncer
 from flash_sales.model import LIVE_STATES, Sale, SaleState, due_transition
 from flash_sales.store import SaleStore
 from inventory_lock import InventoryLock
-from rooms.errors import ApiError, invalid, not_found
+from rooms.actors import Action, Actor, authorize
+from rooms.errors import Conflict, invalid, not_found
 
 
 class SaleLifecycle:
@@ -23,6 +24,7 @@ class SaleLifecycle:
     async def create(
         self,
         room: str,
+        actor: Actor,
         product_id: int,
         price_cents: int,
         stock: int,
@@ -31,6 +33,7 @@ class SaleLifecycle:
         starts_at: datetime | None,
         ends_at: datetime | None,
     ) -> dict[str, Any]:
+        authorize(actor, room, Action.MANAGE_SALES)
         if limit_per_buyer > stock:
             raise invalid("limit_per_buyer cannot exceed stock")
         if starts_at and ends_at and ends_at <= starts_at:
@@ -41,7 +44,7 @@ class SaleLifecycle:
         if sale is None:
             raise not_found(f"no product {product_id} in room {room!r}")
         await self.announcer.sale_event(sale, "sale_scheduled")
-        return await self.figures(sale.id)
+        return await self._figures(sale)
 
     async def sale(self, sale_id: int) -> Sale:
         """The sale as PostgreSQL has it now; 404 for an unknown id."""
@@ -57,26 +60,33 @@ class SaleLifecycle:
             raise not_found(f"no sale {sale_id}")
         return sale
 
-    async def start_now(self, sale_id: int) -> dict[str, Any]:
+    async def start_now(self, sale_id: int, actor: Actor) -> dict[str, Any]:
         sale = await self.sale(sale_id)
+        authorize(actor, sale.room, Action.MANAGE_SALES)
         if sale.state is SaleState.ENDED:
-            raise ApiError(409, "ended", "the sale has ended")
+            raise Conflict("ended", "the sale has ended")
         moved = await self.store.move(sale.id, (SaleState.SCHEDULED,), SaleState.OPEN)
         if moved is not None:
             await self._open(moved)
-        return await self.figures(sale.id)
+        return await self._figures(await self.sale(sale.id))
 
-    async def stop_now(self, sale_id: int) -> dict[str, Any]:
+    async def stop_now(self, sale_id: int, actor: Actor) -> dict[str, Any]:
         sale = await self.sale(sale_id)
+        authorize(actor, sale.room, Action.MANAGE_SALES)
         moved = await self.store.move(sale.id, (SaleState.SCHEDULED, *LIVE_STATES), SaleState.ENDED)
         if moved is not None:
             await self._end(moved)
         else:
             await self.lock.close(sale.pool)  # idempotent: finishes a stop interrupted before
-        return await self.figures(sale.id)
+        return await self._figures(await self.sale(sale.id))
 
-    async def figures(self, sale_id: int) -> dict[str, Any]:
+    async def figures(self, sale_id: int, actor: Actor) -> dict[str, Any]:
+        """The sale's live figures, for its room's hosts and moderators."""
         sale = await self.sale(sale_id)
+        authorize(actor, sale.room, Action.READ_FIGURES)
+        return await self._figures(sale)
+
+    async def _figures(self, sale: Sale) -> dict[str, Any]:
         snap = await self.lock.snapshot(sale.pool)
         figures = await self.store.figures(sale.id)
         return {

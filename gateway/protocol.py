@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from rooms.text import storable
+from flash_sales.model import MAX_LIMIT
+from gateway import fields
 
 
 class CloseCode(IntEnum):
@@ -31,6 +32,7 @@ class CloseCode(IntEnum):
 MAX_REF_LEN = 64
 MAX_TEXT_LEN = 10_000
 MAX_KEY_LEN = 128
+MAX_PAYMENT_REF_LEN = 200
 
 
 class ProtocolError(ValueError):
@@ -50,65 +52,35 @@ class Command:
     fields: dict[str, Any]
 
 
-def _string(body: dict[str, Any], name: str, max_len: int, ref: str | None) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value or len(value) > max_len:
-        raise ProtocolError("invalid", f"{name} must be a string of 1-{max_len} characters", ref)
-    if not storable(value):
-        raise ProtocolError("invalid", f"{name} must be valid text without NUL characters", ref)
-    return value
+def _auth(body: dict[str, Any]) -> dict[str, Any]:
+    return {"token": fields.text(body, "token", max_len=4096)}
 
 
-def _integer(
-    body: dict[str, Any],
-    name: str,
-    low: int,
-    high: int,
-    ref: str | None,
-    default: int | None = None,
-) -> int:
-    value = body.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ProtocolError("invalid", f"{name} must be an integer from {low} to {high}", ref)
-    return value
+def _comment(body: dict[str, Any]) -> dict[str, Any]:
+    return {"text": fields.text(body, "text", max_len=MAX_TEXT_LEN)}
 
 
-def _auth(body: dict[str, Any], ref: str | None) -> dict[str, Any]:
-    return {"token": _string(body, "token", 4096, ref)}
-
-
-def _comment(body: dict[str, Any], ref: str | None) -> dict[str, Any]:
-    return {"text": _string(body, "text", MAX_TEXT_LEN, ref)}
-
-
-def _buy(body: dict[str, Any], ref: str | None) -> dict[str, Any]:
+def _buy(body: dict[str, Any]) -> dict[str, Any]:
     return {
-        "sale_id": _integer(body, "sale_id", 1, 2**62, ref),
-        "qty": _integer(body, "qty", 1, 1000, ref, default=1),
-        "idempotency_key": _string(body, "idempotency_key", MAX_KEY_LEN, ref),
+        "sale_id": fields.integer(body, "sale_id", low=1, high=fields.MAX_ID),
+        "qty": fields.integer(body, "qty", low=1, high=MAX_LIMIT, default=1),
+        "idempotency_key": fields.text(body, "idempotency_key", max_len=MAX_KEY_LEN),
     }
 
 
-def _boolean(body: dict[str, Any], name: str, ref: str | None) -> bool:
-    value = body.get(name, False)
-    if not isinstance(value, bool):
-        raise ProtocolError("invalid", f"{name} must be true or false", ref)
-    return value
-
-
-def _confirm(body: dict[str, Any], ref: str | None) -> dict[str, Any]:
+def _confirm(body: dict[str, Any]) -> dict[str, Any]:
     return {
-        "reservation_id": _string(body, "reservation_id", MAX_KEY_LEN, ref),
-        "payment_ref": _string(body, "payment_ref", 200, ref),
-        "show_name": _boolean(body, "show_name", ref),
+        "reservation_id": fields.text(body, "reservation_id", max_len=MAX_KEY_LEN),
+        "payment_ref": fields.text(body, "payment_ref", max_len=MAX_PAYMENT_REF_LEN),
+        "show_name": fields.boolean(body, "show_name"),
     }
 
 
-def _cancel(body: dict[str, Any], ref: str | None) -> dict[str, Any]:
-    return {"reservation_id": _string(body, "reservation_id", MAX_KEY_LEN, ref)}
+def _cancel(body: dict[str, Any]) -> dict[str, Any]:
+    return {"reservation_id": fields.text(body, "reservation_id", max_len=MAX_KEY_LEN)}
 
 
-def _ping(body: dict[str, Any], ref: str | None) -> dict[str, Any]:
+def _ping(body: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
@@ -138,7 +110,10 @@ def parse(text: str | bytes) -> Command:
     if schema is None:
         raise ProtocolError("unknown_type", f"unknown message type {kind!r}", ref)
     assert isinstance(kind, str)
-    return Command(kind, ref, schema(body, ref))
+    try:
+        return Command(kind, ref, schema(body))
+    except fields.FieldError as exc:
+        raise ProtocolError("invalid", exc.detail, ref) from None
 
 
 def _dump(message: dict[str, Any]) -> str:

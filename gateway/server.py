@@ -7,14 +7,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway import metrics
+from gateway.auth import Authenticator, Claims, TokenError
 from gateway.clock import ServerClock
+from gateway.commands import Handler
 from gateway.connection import Backpressure, Connection
 from gateway.hub import HubConfig, RoomHub, replay_frame
 from gateway.protocol import (
@@ -29,17 +30,13 @@ from gateway.protocol import (
     welcome_frame,
 )
 from gateway.subscriber import Subscriber
-from rooms.auth import Authenticator, Claims, TokenError
-from rooms.errors import RETRY_AFTER_S, STORAGE_ERRORS, ApiError
+from rooms.errors import RETRY_AFTER_S, STORAGE_ERRORS, Refusal
 from rooms.log import RoomLog
 from rooms.presence import Presence
 from rooms.service import RoomService
 
 log = logging.getLogger("live.gateway")
 
-Handler = Callable[[str, Claims, dict[str, Any]], Awaitable[dict[str, Any]]]
-"""A client command's handler: (room, the caller's claims, the command's fields) -> reply data.
-Raises ApiError to answer with an error frame."""
 
 REPLAY_LIMIT = 1000
 AUTH_TIMEOUT_S = 5.0
@@ -78,7 +75,7 @@ class Gateway:
         self.log = room_log
         self.presence = presence
         self.auth = auth
-        self.handlers = {"comment": self._comment, **handlers}
+        self.handlers = handlers
         self.hubs: dict[str, RoomHub] = {}
         self._by_channel: dict[str, RoomHub] = {}
         self._hub_lock = asyncio.Lock()
@@ -216,7 +213,7 @@ class Gateway:
             return
         try:
             room_settings = await self.rooms.settings(room)
-        except ApiError:
+        except Refusal:
             await _refuse(websocket, CloseCode.ROOM_NOT_FOUND, "no such room")
             return
         except Exception as exc:
@@ -380,8 +377,8 @@ class Gateway:
             )
             return claims
         try:
-            data = await handler(room, claims, command.fields)
-        except ApiError as exc:
+            data = await handler(room, claims.actor, command.fields)
+        except Refusal as exc:
             extra = {} if exc.retry_after_s is None else {"retry_after_s": exc.retry_after_s}
             connection.send(error_frame(command.ref, exc.code, exc.detail, **extra))
         except STORAGE_ERRORS as exc:
@@ -419,10 +416,6 @@ class Gateway:
         _sign_in(connection, fresh)
         connection.send(reply_frame(command.ref, _auth_data(fresh)))
         return fresh
-
-    async def _comment(self, room: str, claims: Claims, fields: dict[str, Any]) -> dict[str, Any]:
-        published = await self.rooms.comment(room, claims, fields["text"])
-        return {"seq": published.seq}
 
 
 def _failed(room: str, what: str, exc: Exception) -> tuple[int, str]:

@@ -3,61 +3,80 @@ masked, so the same bytes suit every viewer) and written straight to each viewer
 while nothing is queued for it.
 
 Going through ASGI costs tens of microseconds per viewer per frame (a send coroutine, event
-wake-ups, framing again for each connection); the direct write is one `transport.write`. It
-needs uvicorn's sans-I/O WebSocket protocol to expose itself: `LiveWebSocketProtocol`, given to
-uvicorn as `ws=`. Without it (another server), connections use the queued ASGI path only.
+wake-ups, framing again for each connection); the direct write is one `transport.write`. That
+needs the server's WebSocket protocol to expose itself, which only uvicorn's private sans-I/O
+protocol can be made to do: gateway/wire_uvicorn.py holds all of that. This module is the small
+interface the gateway uses: `LiveWebSocketProtocol` (what to give uvicorn as `ws=`) and
+`DirectSocket.of(scope)` (a connection's `DirectWriter`, or None). When uvicorn lacks what
+direct writes need, or another server runs the app, `LiveWebSocketProtocol` is uvicorn's own
+choice ("auto"), `DirectSocket.of` answers None and every frame goes through the public ASGI
+`websocket.send`: everything works, only slower.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-
-SCOPE_KEY = "live.wire"
+log = logging.getLogger("live.gateway")
 _CACHE_SIZE = 8
 
 
-class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's default WebSocket protocol, reachable from the ASGI scope for direct writes."""
+class DirectWriter(Protocol):
+    def try_write(self, data: bytes) -> bool:
+        """Write pre-framed bytes now and return True, or return False when the socket cannot
+        take them right now (the caller queues them for the ASGI path)."""
+        ...
 
-    async def run_asgi(self) -> None:
-        self.scope["extensions"][SCOPE_KEY] = self  # type: ignore[assignment]
-        await super().run_asgi()
+    def abort(self) -> None:
+        """Drop the connection without a close handshake."""
+        ...
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """What the server offers for direct writes: the `ws=` protocol to run and how to find a
+    connection's writer in its scope."""
+
+    protocol: type[asyncio.Protocol] | str
+    writer: Callable[[Mapping[str, Any]], DirectWriter | None]
+    why_not: str = ""  # set when this is the fallback
+
+    @property
+    def direct(self) -> bool:
+        return not self.why_not
+
+
+def _no_writer(scope: Mapping[str, Any]) -> DirectWriter | None:
+    return None
+
+
+def fallback(why: str) -> FastPath:
+    """No direct writes: uvicorn picks its WebSocket protocol, frames go through ASGI."""
+    return FastPath("auto", _no_writer, why)
+
+
+def load_fast_path() -> FastPath:
+    try:
+        from gateway import wire_uvicorn
+    except ImportError as exc:
+        log.warning("WebSocket frames go through ASGI only (no direct writes): %s", exc)
+        return fallback(str(exc))
+    return FastPath(wire_uvicorn.LiveWebSocketProtocol, wire_uvicorn.direct_socket)
+
+
+FAST_PATH = load_fast_path()
+LiveWebSocketProtocol = FAST_PATH.protocol  # uvicorn's `ws=`
 
 
 class DirectSocket:
-    """Writes pre-framed bytes to one viewer's transport when that is safe right now."""
-
-    __slots__ = ("_protocol",)
-
-    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
-        self._protocol = protocol
-
-    @classmethod
-    def of(cls, scope: Mapping[str, Any]) -> DirectSocket | None:
-        protocol = (scope.get("extensions") or {}).get(SCOPE_KEY)
-        return cls(protocol) if isinstance(protocol, WebSocketsSansIOProtocol) else None
-
-    def try_write(self, data: bytes) -> bool:
-        """True if written; False when the transport is paused or the socket is closing (the
-        caller then queues the frame and its writer waits for the socket)."""
-        p = self._protocol
-        if (
-            not p.handshake_complete
-            or p.close_sent
-            or p.disconnected
-            or not p.writable.is_set()
-            or p.transport.is_closing()
-        ):
-            return False
-        p.transport.write(data)
-        return True
-
-    def abort(self) -> None:
-        """Drop the connection without a close handshake (a client that stopped reading)."""
-        self._protocol.transport.abort()
+    @staticmethod
+    def of(scope: Mapping[str, Any]) -> DirectWriter | None:
+        """This connection's direct writer, or None: send through ASGI."""
+        return FAST_PATH.writer(scope)
 
 
 class FrameEncoder:

@@ -18,13 +18,14 @@ from typing import Any, NoReturn
 import asyncpg
 import redis.asyncio as aioredis
 
+from gateway import auth
 from gateway.logs import uvicorn_log_config
+from gateway.prometheus import MULTIPROC_ENV
 from live import __version__, db
 from live.embedded import EmbeddedError, EmbeddedServers
-from live.metrics import MULTIPROC_ENV
 from live.migrations import runner
 from live.settings import Settings, SettingsError
-from rooms import auth
+from rooms.actors import Role
 
 
 class CliError(Exception):
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--data-dir", help="embedded servers' data (LIVE_DATA_DIR)")
 
     token = commands.add_parser("token", help="print a signed JWT for development and tests")
-    token.add_argument("--role", required=True, choices=[r.value for r in auth.Role])
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
     token.add_argument("--room", required=True)
     token.add_argument("--sub", required=True, help="user id")
     token.add_argument("--name", default="", help="display name")
@@ -214,7 +215,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
         token = auth.mint(
             settings.resolved_jwt_secret(),
             sub=args.sub,
-            role=auth.Role(args.role),
+            role=Role(args.role),
             room=args.room,
             ttl_s=args.ttl,
             name=args.name,

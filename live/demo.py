@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
-from live import db
-from live.app import redis_client
+from gateway.auth import mint
+from live.services import build_services
 from live.settings import Settings
-from rooms.auth import Claims, Role, mint
-from rooms.log import RoomLog
-from rooms.presence import Presence
-from rooms.service import CommentPolicy, RoomService
+from rooms.actors import Actor, Role
 
 ROOM = "demo"
 PRODUCTS = [
@@ -23,20 +18,15 @@ LINK_TTL_S = 12 * 3600
 
 async def seed(settings: Settings) -> None:
     """Create (or refresh) the demo room, its products and a pin; safe to run at every start."""
-    pool = await db.create_pool(settings)
-    client = redis_client(settings)
-    try:
-        room_log = RoomLog(client, settings.redis_prefix)
-        presence = Presence(client, settings.redis_prefix, "demo-seed")
-        policy = CommentPolicy(settings.comment_max_chars, settings.comments_per_10s)
-        rooms = RoomService(pool, client, room_log, presence, policy)
-        host = Claims("host", Role.HOST, ROOM, int(time.time()) + 60, "Host")
+    host = Actor("host", Role.HOST, ROOM, "Host")
+    async with build_services(settings) as services:
+        rooms = services.rooms
         await rooms.put_room(ROOM, host, "Demo stream", {})
-        products = [await rooms.add_product(ROOM, *product, image_url="") for product in PRODUCTS]
-        await rooms.pin(ROOM, products[0]["id"])
-    finally:
-        await client.aclose()
-        await pool.close()
+        products = [
+            await rooms.add_product(ROOM, host, sku, title, price_cents, image_url="")
+            for sku, title, price_cents in PRODUCTS
+        ]
+        await rooms.pin(ROOM, host, products[0]["id"])
 
 
 def links(settings: Settings, base_url: str) -> list[str]:

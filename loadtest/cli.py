@@ -59,6 +59,7 @@ from loadtest import chaos, scenario, simulation
 from loadtest.api import TransportError
 from loadtest.faults import FaultError
 from loadtest.service import ServiceError
+from loadtest.tokens import SecretMissing
 
 
 def duration(text: str) -> int:
@@ -102,7 +103,7 @@ def add_parser(subparsers: Any) -> None:
         "--jwt-secret",
         metavar="SECRET",
         default="",
-        help="with --url: its JWT secret (default LIVE_JWT_SECRET, else the dev secret)",
+        help="with --url: its JWT secret (default LIVE_JWT_SECRET)",
     )
     target.add_argument(
         "--serve-workers",
@@ -257,7 +258,7 @@ def flash_sale(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         return simulation.simulate(args, out.resolve())
-    except (ServiceError, scenario.SetupError, TransportError, FaultError) as exc:
+    except (ServiceError, scenario.SetupError, TransportError, FaultError, SecretMissing) as exc:
         print(f"live loadtest: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,5 +1,9 @@
-"""The one error type domain code raises toward a client; the app renders it as
-`{"error": code, "detail": text}` with its HTTP status (or as an error frame on the WebSocket)."""
+"""Why the domain refuses a request, as values the edge renders (an HTTP status and
+`{"error": code, "detail": text}`, or an error frame on the WebSocket).
+
+The class says what kind of refusal it is and the `code` which one, from the documented codes
+(README, docs/protocol.md); `retry_after_s` says when trying again may succeed.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 # What a call to Redis or PostgreSQL raises when the server is away, slow or restarting: the
-# caller answers 503 with a time to retry after, never 500.
+# caller answers "unavailable" with a time to retry after, never an internal error.
 STORAGE_ERRORS: tuple[type[Exception], ...] = (
     RedisError,
     asyncpg.PostgresError,
@@ -19,34 +23,53 @@ STORAGE_ERRORS: tuple[type[Exception], ...] = (
 RETRY_AFTER_S = 1.0
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, detail: str, retry_after_s: float | None = None):
+class Refusal(Exception):
+    def __init__(self, code: str, detail: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(detail)
-        self.status = status
         self.code = code
         self.detail = detail
         self.retry_after_s = retry_after_s
 
 
-def bad_request(detail: str) -> ApiError:
-    return ApiError(400, "bad_request", detail)
+class Unauthenticated(Refusal):
+    """The caller must sign in (send a token) for this."""
 
 
-def invalid(detail: str) -> ApiError:
-    return ApiError(422, "invalid", detail)
+class Invalid(Refusal):
+    """The request's input is malformed or out of range."""
 
 
-def not_found(detail: str) -> ApiError:
-    return ApiError(404, "not_found", detail)
+class NotFound(Refusal):
+    """No such room, product, sale, comment or reservation (or not the caller's)."""
 
 
-def forbidden(detail: str) -> ApiError:
-    return ApiError(403, "forbidden", detail)
+class Forbidden(Refusal):
+    """The caller may not do this (here, or for now: muted)."""
 
 
-def unauthorized(code: str, detail: str) -> ApiError:
-    return ApiError(401, code, detail)
+class Conflict(Refusal):
+    """The state does not allow it now: sold out, expired, ended, already an order."""
 
 
-def unavailable(detail: str) -> ApiError:
-    return ApiError(503, "unavailable", detail, retry_after_s=RETRY_AFTER_S)
+class Throttled(Refusal):
+    """Too many requests by this caller: wait `retry_after_s`."""
+
+
+class Unavailable(Refusal):
+    """A store is away for a moment: retry after `retry_after_s`."""
+
+
+def invalid(detail: str) -> Invalid:
+    return Invalid("invalid", detail)
+
+
+def not_found(detail: str) -> NotFound:
+    return NotFound("not_found", detail)
+
+
+def forbidden(detail: str) -> Forbidden:
+    return Forbidden("forbidden", detail)
+
+
+def unavailable(detail: str) -> Unavailable:
+    return Unavailable("unavailable", detail, retry_after_s=RETRY_AFTER_S)

@@ -14,8 +14,17 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from rooms import scripts
-from rooms.auth import Claims, Role
-from rooms.errors import ApiError, forbidden, invalid, not_found
+from rooms.actors import Action, Actor, authorize
+from rooms.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    Throttled,
+    Unauthenticated,
+    forbidden,
+    invalid,
+    not_found,
+)
 from rooms.keys import ROOM_ID
 from rooms.log import Published, RoomLog
 from rooms.presence import Presence
@@ -78,8 +87,8 @@ def has_blocked_word(text: str, words: list[str]) -> bool:
     return bool(words) and _blocked_pattern(tuple(words)).search(text.casefold()) is not None
 
 
-def room_ended(room: str) -> ApiError:
-    return ApiError(409, "room_ended", f"the stream in room {room!r} has ended")
+def room_ended(room: str) -> Conflict:
+    return Conflict("room_ended", f"the stream in room {room!r} has ended")
 
 
 ENDED_ROOM_TTL_S = 24 * 3600
@@ -109,26 +118,24 @@ class RoomService:
     # -- rooms and products (PostgreSQL) --------------------------------------------------
 
     async def put_room(
-        self, room: str, claims: Claims, title: str, settings: dict[str, Any]
+        self, room: str, actor: Actor, title: str, settings: dict[str, Any]
     ) -> dict[str, Any]:
+        """Create the room, or change its title and settings; `host_id` keeps who made it."""
         check_room_id(room)
-        if claims.role is not Role.HOST or claims.room != room:
-            raise forbidden("only the host of this room may create or change it")
+        authorize(actor, room, Action.MANAGE_ROOM)
         if not 0 < len(title) <= 200:
             raise invalid("title must be 1-200 characters")
         clean = room_settings(settings)
         row = await self.pg.fetchrow(
             """INSERT INTO rooms (id, title, host_id, settings) VALUES ($1, $2, $3, $4::jsonb)
                ON CONFLICT (id) DO UPDATE SET title = excluded.title, settings = excluded.settings
-               WHERE rooms.host_id = excluded.host_id
                RETURNING id, title, host_id, settings, ended_at""",
             room,
             title,
-            claims.sub,
+            actor.user,
             json.dumps(clean),
         )
-        if row is None:
-            raise forbidden("this room belongs to another host")
+        assert row is not None
         room_view = _room(row)
         await self.log.publish(
             room,
@@ -157,8 +164,9 @@ class RoomService:
         return room_view
 
     async def add_product(
-        self, room: str, sku: str, title: str, price_cents: int, image_url: str
+        self, room: str, actor: Actor, sku: str, title: str, price_cents: int, image_url: str
     ) -> dict[str, Any]:
+        authorize(actor, room, Action.ADD_PRODUCT)
         await self.room(room)
         try:
             row = await self.pg.fetchrow(
@@ -201,7 +209,8 @@ class RoomService:
 
     # -- live state (Redis, announced through the log) ------------------------------------
 
-    async def pin(self, room: str, product_id: int) -> Published:
+    async def pin(self, room: str, actor: Actor, product_id: int) -> Published:
+        authorize(actor, room, Action.PIN)
         await self.live_room(room)
         product = await self.product(room, product_id)
         return await self.log.publish(
@@ -213,16 +222,18 @@ class RoomService:
             state_value=json.dumps(product),
         )
 
-    async def unpin(self, room: str) -> Published:
+    async def unpin(self, room: str, actor: Actor) -> Published:
+        authorize(actor, room, Action.PIN)
         await self.live_room(room)
         return await self.log.publish(room, "unpinned", {}, state_op="del", state_field="pinned")
 
-    async def host_message(self, room: str, claims: Claims, text: str) -> Published:
+    async def host_message(self, room: str, actor: Actor, text: str) -> Published:
+        authorize(actor, room, Action.MESSAGE)
         await self.live_room(room)
         text = text.strip()
         if not 0 < len(text) <= MAX_HOST_MESSAGE:
             raise invalid(f"a host message is 1-{MAX_HOST_MESSAGE} characters")
-        message = {"text": text, "by": claims.name or claims.sub, "role": claims.role.value}
+        message = {"text": text, "by": actor.display_name, "role": actor.role.value}
         return await self.log.publish(
             room,
             "host_message",
@@ -232,7 +243,8 @@ class RoomService:
             state_value=json.dumps(message),
         )
 
-    async def slow_mode(self, room: str, seconds: int) -> Published:
+    async def slow_mode(self, room: str, actor: Actor, seconds: int) -> Published:
+        authorize(actor, room, Action.MODERATE)
         await self.live_room(room)
         if not 0 <= seconds <= MAX_SLOW_MODE_S:
             raise invalid(f"slow mode is 0 (off) to {MAX_SLOW_MODE_S} seconds")
@@ -245,7 +257,8 @@ class RoomService:
             state_value=str(seconds),
         )
 
-    async def mute(self, room: str, user: str, seconds: int) -> None:
+    async def mute(self, room: str, actor: Actor, user: str, seconds: int) -> None:
+        authorize(actor, room, Action.MODERATE)
         await self.room(room)
         if not user or len(user) > 200:
             raise invalid("user must be 1-200 characters")
@@ -255,11 +268,13 @@ class RoomService:
         until = now_s * 1000 + now_us // 1000 + seconds * 1000  # compared with Redis TIME
         await self.redis.hset(self.log.keys(room).muted, user, str(until))
 
-    async def unmute(self, room: str, user: str) -> None:
+    async def unmute(self, room: str, actor: Actor, user: str) -> None:
+        authorize(actor, room, Action.MODERATE)
         await self.room(room)
         await self.redis.hdel(self.log.keys(room).muted, user)
 
-    async def delete_comment(self, room: str, comment_id: str) -> Published:
+    async def delete_comment(self, room: str, actor: Actor, comment_id: str) -> Published:
+        authorize(actor, room, Action.MODERATE)
         await self.room(room)
         if not 0 < len(comment_id) <= 64:
             raise invalid("comment ids are 1-64 characters")
@@ -269,9 +284,10 @@ class RoomService:
                 await self.redis.lrem(keys.recent_comments, 0, raw)  # type: ignore[arg-type]
         return await self.log.publish(room, "comment_deleted", {"id": comment_id})
 
-    async def end(self, room: str) -> Published:
+    async def end(self, room: str, actor: Actor) -> Published:
         """The stream is over: viewers are told, and the room's live state in Redis expires
         after `ended_ttl_s` (PostgreSQL keeps the room, its products, sales and orders)."""
+        authorize(actor, room, Action.END_STREAM)
         await self.room(room)
         await self.pg.execute(
             "UPDATE rooms SET ended_at = coalesce(ended_at, now()) WHERE id = $1", room
@@ -289,6 +305,16 @@ class RoomService:
             await pipe.execute()
 
     # -- viewers ----------------------------------------------------------------------------
+
+    async def may_watch(self, room: str, actor: Actor | None) -> None:
+        """Anyone may watch who is signed in for the room, and anyone at all where the service
+        and the room allow anonymous viewers; 404 for no such room."""
+        if actor is not None:
+            if actor.room != room:
+                raise forbidden("this token is for another room")
+            return
+        if not (await self.settings(room))["allow_anonymous"]:
+            raise Unauthenticated("token_required", "this room needs a token to watch")
 
     async def settings(self, room: str) -> dict[str, Any]:
         """The room's settings in effect, from Redis, or from PostgreSQL when Redis lost them.
@@ -322,10 +348,9 @@ class RoomService:
             await self._expire((state,))  # a late visitor must not keep it forever
         return room_view
 
-    async def comment(self, room: str, claims: Claims, text: str) -> Published:
+    async def comment(self, room: str, actor: Actor, text: str) -> Published:
         check_room_id(room)
-        if claims.room != room:
-            raise forbidden("this token is for another room")
+        authorize(actor, room, Action.COMMENT)
         text = text.strip()
         if not 0 < len(text) <= self.policy.max_chars:
             raise invalid(f"a comment is 1-{self.policy.max_chars} characters")
@@ -333,13 +358,13 @@ class RoomService:
         if ended:
             raise room_ended(room)
         if has_blocked_word(text, settings.get("blocked_words", [])):
-            raise ApiError(422, "blocked_word", "the comment contains a blocked word")
+            raise Invalid("blocked_word", "the comment contains a blocked word")
         comment_id = uuid.uuid4().hex[:16]
-        await self.admit_comment(room, claims.sub, comment_id)
+        await self.admit_comment(room, actor.user, comment_id)
         comment = {
             "id": comment_id,
-            "user": claims.sub,
-            "name": claims.name or claims.sub,
+            "user": actor.user,
+            "name": actor.display_name,
             "text": text,
         }
         return await self.log.publish(room, "comment", comment, event_id=f"comment:{comment_id}")
@@ -360,7 +385,8 @@ class RoomService:
             "slow_mode": "slow mode is on: wait before commenting again",
             "rate_limited": "too many comments: wait a moment",
         }[reason]
-        raise ApiError(403 if reason == "muted" else 429, reason, detail, int(retry_ms) / 1000)
+        refusal = Forbidden if reason == "muted" else Throttled
+        raise refusal(reason, detail, retry_after_s=int(retry_ms) / 1000)
 
     async def snapshot(self, room: str) -> dict[str, Any]:
         """Everything a viewer needs to draw the room now, with the log position to resume from:

@@ -23,8 +23,9 @@ import redis.asyncio as aioredis
 import uvicorn
 from starlette.applications import Starlette
 
-from live.app import Services, create_app, services, websocket_options
+from live.app import create_app, services, websocket_options
 from live.embedded import EmbeddedServers, free_port
+from live.services import Services
 from live.settings import Settings
 
 TEST_SECRET = "test-secret-0123456789abcdef0123456789abcdef"

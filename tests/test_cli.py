@@ -17,8 +17,9 @@ import asyncpg
 import httpx
 import pytest
 
+from gateway import auth
 from live.embedded import free_port
-from rooms import auth
+from rooms.actors import Role
 
 LIVE = [sys.executable, "-m", "live.cli"]
 
@@ -179,7 +180,7 @@ def test_token_is_signed_with_the_configured_secret(tmp_path: Path) -> None:
         check=True,
     )
     claims = auth.verify(secret, result.stdout.strip())
-    assert (claims.sub, claims.role, claims.room) == ("alice", auth.Role.HOST, "r1")
+    assert (claims.sub, claims.role, claims.room) == ("alice", Role.HOST, "r1")
     assert claims.exp - time.time() <= 60
 
 

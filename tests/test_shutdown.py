@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from live import app
+from live import services
 
 
 async def test_a_stuck_step_is_cut_and_a_failing_one_logged(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(app, "SHUTDOWN_STEP_S", 0.05)
+    monkeypatch.setattr(services, "SHUTDOWN_STEP_S", 0.05)
 
     async def stuck() -> None:
         await asyncio.Event().wait()
@@ -25,9 +25,9 @@ async def test_a_stuck_step_is_cut_and_a_failing_one_logged(
 
     async with asyncio.timeout(5):
         results = [
-            await app._bounded("stuck", stuck()),
-            await app._bounded("failing", failing()),
-            await app._bounded("fine", fine()),
+            await services.bounded("stuck", stuck()),
+            await services.bounded("failing", failing()),
+            await services.bounded("fine", fine()),
         ]
     assert results == [False, False, True]
     assert "stopping stuck took over" in caplog.text and "stopping failing failed" in caplog.text

@@ -33,10 +33,15 @@ def self_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def raise_fd_limit() -> None:
+def raise_fd_limit(needed: int | None = None) -> None:
+    """Raise this process's open-file limit to `needed`, or as far as the hard limit allows;
+    never lower it. Thousands of sockets in one process (the bench, the fan-out test) need it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    target = hard if needed is None else needed
+    if hard != resource.RLIM_INFINITY:
+        target = min(target, hard)
+    if soft != resource.RLIM_INFINITY and (target == resource.RLIM_INFINITY or soft < target):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 # -- /proc ----------------------------------------------------------------------------------

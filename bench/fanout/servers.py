@@ -24,8 +24,9 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from gateway.auth import mint
 from live.embedded import free_port
-from rooms.auth import Role, mint
+from rooms.actors import Role
 from rooms.log import RoomLog
 
 from .peers import PEER_SOURCES, ROOT, peer_python

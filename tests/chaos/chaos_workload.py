@@ -20,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from rooms.auth import Role, mint
+from gateway.auth import mint
+from rooms.actors import Role
 
 ROOM = "shop"
 

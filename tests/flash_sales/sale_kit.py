@@ -12,9 +12,10 @@ import asyncpg
 import httpx
 import pytest
 
+from gateway.auth import mint
 from live.db import application_name
 from live.settings import Settings
-from rooms.auth import Role, mint
+from rooms.actors import Role
 
 ROOM = "shop"
 

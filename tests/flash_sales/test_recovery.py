@@ -35,7 +35,7 @@ from inventory_lock import HoldState
 from inventory_lock.keys import registry_key
 from live.embedded import EmbeddedPostgres
 from live.settings import Settings
-from rooms.auth import Role
+from rooms.actors import Role
 
 __all__ = ["client"]  # the fixture, used by name
 

@@ -13,9 +13,10 @@ import pytest
 from conftest import Served
 from sale_kit import ROOM, auth, client, confirm, figures, open_sale, reserve, token
 
+from gateway.auth import mint
 from inventory_lock import ReserveBatcher
 from live.settings import Settings
-from rooms.auth import Role, mint
+from rooms.actors import Role
 
 __all__ = ["client"]  # the fixture, used by name
 

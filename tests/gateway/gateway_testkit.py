@@ -25,12 +25,13 @@ from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from gateway.auth import mint
 from gateway.logs import uvicorn_log_config
 from gateway.server import Gateway
 from live.app import create_app, services, websocket_options
 from live.embedded import free_port
 from live.settings import Settings
-from rooms.auth import Role, mint
+from rooms.actors import Role
 
 REPO = Path(__file__).resolve().parents[2]
 FRAME_TIMEOUT_S = 10.0

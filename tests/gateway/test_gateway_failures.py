@@ -16,13 +16,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from live.settings import Settings
-from rooms.auth import Claims
+from rooms.actors import Actor
 
 BUY = {"type": "buy", "sale_id": 1, "qty": 1, "idempotency_key": "k"}
 
 
 def _failing(error: BaseException) -> Any:
-    async def handler(room: str, claims: Claims, fields: dict[str, Any]) -> dict[str, Any]:
+    async def handler(room: str, actor: Actor, fields: dict[str, Any]) -> dict[str, Any]:
         raise error
 
     return handler

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import statistics
 import sys
 import time
@@ -14,6 +13,7 @@ import time
 import redis.asyncio as aioredis
 from gateway_testkit import REPO, close_all, eventually, make_room, open_viewers, serve, ws_url
 
+from bench.fanout.procstats import raise_fd_limit
 from live.settings import Settings
 from rooms.log import RoomLog
 
@@ -21,12 +21,6 @@ VIEWERS = 1000
 LOSSY_PER_TICK = 20
 FLOOD_PER_S = 3000
 FLOOD_S = 2.5
-
-
-def _raise_fd_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
 
 
 async def _flood(settings: Settings, room: str) -> asyncio.subprocess.Process:
@@ -48,7 +42,7 @@ async def _flood(settings: Settings, room: str) -> asyncio.subprocess.Process:
 async def test_thousand_viewers_get_every_critical_event_through_a_comment_flood(
     settings: Settings, redis: aioredis.Redis
 ) -> None:
-    _raise_fd_limit(4 * VIEWERS + 1000)
+    raise_fd_limit(4 * VIEWERS + 1000)
     async with serve(settings, lossy_per_tick=LOSSY_PER_TICK) as served:
         room = await make_room(served.url, settings)
         started = time.monotonic()

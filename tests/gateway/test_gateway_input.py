@@ -15,9 +15,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
+from gateway.auth import mint
 from gateway.protocol import CloseCode
 from live.settings import Settings
-from rooms.auth import Role, mint
+from rooms.actors import Role
 from rooms.log import RoomLog
 
 

@@ -14,10 +14,11 @@ from gateway_testkit import REPO, live_env
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from gateway.auth import mint
 from gateway.logs import REDACTED, RedactSecrets, redact
 from live.embedded import free_port
 from live.settings import Settings
-from rooms.auth import Role, mint
+from rooms.actors import Role
 
 
 async def _serve_logged(

@@ -12,10 +12,11 @@ import httpx
 import redis.asyncio as aioredis
 from gateway_testkit import Room, Served, Viewer, make_room, serve, ws_url
 
+from gateway.auth import mint
 from gateway.connection import Connection
 from gateway.protocol import CloseCode
 from live.settings import Settings
-from rooms.auth import Role, mint
+from rooms.actors import Role
 from rooms.log import RoomLog
 
 SHORT_TTL_S = 2  # a token's exp is whole seconds: it ends 1-2 s after it is minted

@@ -15,9 +15,10 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from gateway.auth import mint, verify
 from live.embedded import free_port
 from live.settings import Settings
-from rooms.auth import Role, mint, verify
+from rooms.actors import Role
 
 ROOM = "stage"
 CHROMIUM = os.environ.get("LIVE_CHROMIUM", "/usr/bin/chromium")

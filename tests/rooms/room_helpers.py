@@ -17,10 +17,11 @@ import jwt
 import redis.asyncio as aioredis
 import uvicorn
 
+from gateway.auth import mint
 from live.app import create_app, websocket_options
 from live.embedded import free_port
 from live.settings import Settings
-from rooms.auth import Role, mint
+from rooms.actors import Role
 from rooms.log import RoomLog
 from rooms.presence import Presence
 from rooms.service import CommentPolicy, RoomService

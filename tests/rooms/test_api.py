@@ -13,9 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 from room_helpers import Room, Tokens, bearer, create_room, pg_pool, room_service
 
+from gateway.http_body import MAX_BODY_BYTES
 from live.settings import Settings
-from rooms.auth import Role
-from rooms.http import MAX_BODY_BYTES
+from rooms.actors import Role
 from rooms.log import RoomLog
 
 SNAPSHOT_FIELDS = {
@@ -107,13 +107,21 @@ async def test_the_host_creates_and_updates_a_room(
     )
 
     position = await room_log.position("r1")
-    for role, sub in [(Role.HOST, "bob"), (Role.MODERATOR, "alice"), (Role.VIEWER, "alice")]:
-        other = bearer(tokens(role, "r1", sub))
+    for role, room in [(Role.MODERATOR, "r1"), (Role.VIEWER, "r1"), (Role.HOST, "r2")]:
+        other = bearer(tokens(role, room, "alice"))
         refused = await api.put("/api/rooms/r1", json={"title": "Mine now"}, headers=other)
-        assert_error(refused, 403, "forbidden", f"{role} {sub}")
+        assert_error(refused, 403, "forbidden", f"{role} of {room}")
     assert await room_log.position("r1") == position
     view = await api.get("/api/rooms/r1", headers=alice)
     assert view.json()["room"]["title"] == "Summer"
+    # A co-host (any host token of the room) may change it; the room keeps who made it.
+    cohost = bearer(tokens(Role.HOST, "r1", "bob"))
+    changed = await api.put("/api/rooms/r1", json={"title": "Autumn"}, headers=cohost)
+    assert (changed.status_code, changed.json()["title"], changed.json()["host"]) == (
+        200,
+        "Autumn",
+        "alice",
+    )
 
 
 async def test_the_snapshot_has_every_field(

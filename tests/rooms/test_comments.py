@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 from room_helpers import Room, Tokens, bearer, create_room, pg_pool, room_service, serve
 
 from live.settings import Settings
-from rooms.auth import Claims, Role
-from rooms.errors import ApiError
+from rooms.actors import Actor, Role
+from rooms.errors import Throttled
 from rooms.log import RoomLog
 
 
@@ -139,13 +139,13 @@ async def test_two_room_services_share_the_rate_limit(
             room_service(pg, first_client, settings.redis_prefix, per_window=3),
             room_service(pg, second_client, settings.redis_prefix, per_window=3),
         ]
-        claims = Claims(sub="viewer-7", role=Role.VIEWER, room="r1", exp=0)
+        viewer = Actor("viewer-7", Role.VIEWER, "r1")
         for i in range(3):
-            await services[i % 2].comment("r1", claims, f"c{i}")
+            await services[i % 2].comment("r1", viewer, f"c{i}")
         for service in services:
-            with pytest.raises(ApiError) as refused:
-                await service.comment("r1", claims, "too many")
-            assert (refused.value.status, refused.value.code) == (429, "rate_limited")
+            with pytest.raises(Throttled) as refused:
+                await service.comment("r1", viewer, "too many")
+            assert refused.value.code == "rate_limited"
             assert refused.value.retry_after_s is not None
             assert 0 < refused.value.retry_after_s <= 10
     finally:
@@ -161,7 +161,7 @@ async def test_a_retried_admission_is_counted_once(
     await service.admit_comment("r1", "u1", "c-1")
     await service.admit_comment("r1", "u1", "c-1")  # the replay
     await service.admit_comment("r1", "u1", "c-2")
-    with pytest.raises(ApiError, match="too many"):
+    with pytest.raises(Throttled, match="too many"):
         await service.admit_comment("r1", "u1", "c-3")
     await service.admit_comment("r1", "u1", "c-2")  # a replay is still answered "ok"
 

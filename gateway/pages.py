@@ -11,14 +11,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 WEB = Path(__file__).parent / "web"
+_NO_CACHE = {"cache-control": "no-cache"}
 
 
 async def watch(request: Request) -> FileResponse:
-    return FileResponse(WEB / "watch.html", headers={"cache-control": "no-cache"})
+    return FileResponse(WEB / "watch.html", headers=_NO_CACHE)
 
 
 async def host(request: Request) -> FileResponse:
-    return FileResponse(WEB / "host.html", headers={"cache-control": "no-cache"})
+    return FileResponse(WEB / "host.html", headers=_NO_CACHE)
 
 
 def routes() -> list[BaseRoute]:

@@ -1,0 +1,98 @@
+"""HTTP routes of flash sales: the host API and the buyer API, each one call of the sale
+service with the caller's Actor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from flash_sales.model import MAX_HOLD_SECONDS, MAX_LIMIT, MAX_PRICE_CENTS, MAX_STOCK
+from flash_sales.service import SaleService
+from gateway import fields
+from gateway.auth import Authenticator
+from gateway.http_body import json_body, path_id
+from gateway.protocol import MAX_PAYMENT_REF_LEN
+
+
+class SaleRoutes:
+    def __init__(self, service: Callable[[], SaleService], auth: Authenticator) -> None:
+        self._service = service
+        self.auth = auth
+
+    @property
+    def service(self) -> SaleService:
+        return self._service()
+
+    async def create(self, request: Request) -> JSONResponse:
+        actor = self.auth.actor(request.headers.get("authorization"))
+        body = await json_body(request)
+        sale = await self.service.lifecycle.create(
+            request.path_params["room"],
+            actor,
+            product_id=fields.integer(body, "product_id", low=1, high=fields.MAX_ID),
+            price_cents=fields.integer(body, "price_cents", low=0, high=MAX_PRICE_CENTS),
+            stock=fields.integer(body, "stock", low=1, high=MAX_STOCK),
+            limit_per_buyer=fields.integer(
+                body, "limit_per_buyer", low=1, high=MAX_LIMIT, default=1
+            ),
+            hold_seconds=fields.integer(
+                body, "hold_seconds", low=1, high=MAX_HOLD_SECONDS, default=120
+            ),
+            starts_at=fields.moment(body, "starts_at"),
+            ends_at=fields.moment(body, "ends_at"),
+        )
+        return JSONResponse(sale, status_code=201)
+
+    async def start(self, request: Request) -> JSONResponse:
+        actor = self.auth.actor(request.headers.get("authorization"))
+        sale_id = path_id(request, "sale", "sale")
+        return JSONResponse(await self.service.lifecycle.start_now(sale_id, actor))
+
+    async def stop(self, request: Request) -> JSONResponse:
+        actor = self.auth.actor(request.headers.get("authorization"))
+        sale_id = path_id(request, "sale", "sale")
+        return JSONResponse(await self.service.lifecycle.stop_now(sale_id, actor))
+
+    async def figures(self, request: Request) -> JSONResponse:
+        actor = self.auth.actor(request.headers.get("authorization"))
+        sale_id = path_id(request, "sale", "sale")
+        return JSONResponse(await self.service.lifecycle.figures(sale_id, actor))
+
+    async def reserve(self, request: Request) -> JSONResponse:
+        actor = self.auth.actor(request.headers.get("authorization"))
+        key = request.headers.get("idempotency-key", "")
+        qty = fields.integer(
+            await json_body(request, required=False), "qty", low=1, high=MAX_LIMIT, default=1
+        )
+        hold = await self.service.buying.reserve(path_id(request, "sale", "sale"), actor, qty, key)
+        return JSONResponse(hold, status_code=201)
+
+    async def confirm(self, request: Request) -> JSONResponse:
+        actor = self.auth.actor(request.headers.get("authorization"))
+        body = await json_body(request)
+        order = await self.service.buying.confirm(
+            request.path_params["reservation"],
+            actor,
+            fields.text(body, "payment_ref", max_len=MAX_PAYMENT_REF_LEN),
+            show_name=fields.boolean(body, "show_name"),
+        )
+        return JSONResponse(order, status_code=201)
+
+    async def cancel(self, request: Request) -> JSONResponse:
+        actor = self.auth.actor(request.headers.get("authorization"))
+        reservation = request.path_params["reservation"]
+        return JSONResponse(await self.service.buying.cancel(reservation, actor))
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/rooms/{room}/sales", self.create, methods=["POST"]),
+            Route("/api/sales/{sale}", self.figures, methods=["GET"]),
+            Route("/api/sales/{sale}/start", self.start, methods=["POST"]),
+            Route("/api/sales/{sale}/stop", self.stop, methods=["POST"]),
+            Route("/api/sales/{sale}/reservations", self.reserve, methods=["POST"]),
+            Route("/api/reservations/{reservation}/confirm", self.confirm, methods=["POST"]),
+            Route("/api/reservations/{reservation}", self.cancel, methods=["DELETE"]),
+        ]

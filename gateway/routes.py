@@ -1,0 +1,48 @@
+"""The whole edge as one Starlette app: the HTTP API of rooms and sales, the WebSocket, the
+pages, the operator's routes, and one family of error handlers. The composition root (live/)
+gives it the services, opened by its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+
+from flash_sales.service import SaleService
+from gateway import pages
+from gateway.auth import Authenticator
+from gateway.errors import HANDLERS
+from gateway.health import Check, health_routes
+from gateway.http_rooms import RoomRoutes
+from gateway.http_sales import SaleRoutes
+from gateway.server import Gateway
+from rooms.service import RoomService
+
+
+@dataclass(frozen=True)
+class Edge:
+    """What the routes call, once the lifespan opened it."""
+
+    rooms: RoomService
+    sales: SaleService
+    gateway: Gateway
+    readiness: Mapping[str, Check]
+
+
+def edge_app(
+    edge: Callable[[], Edge],
+    auth: Authenticator,
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]],
+    io_timeout_s: float,
+) -> Starlette:
+    routes = [
+        *RoomRoutes(lambda: edge().rooms, auth).routes(),
+        *SaleRoutes(lambda: edge().sales, auth).routes(),
+        WebSocketRoute("/ws/rooms/{room}", lambda ws: edge().gateway.endpoint(ws)),
+        *pages.routes(),
+        *health_routes(lambda: edge().readiness, io_timeout_s),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(HANDLERS))

@@ -1,5 +1,7 @@
 """What a room's viewers learn about its sales: lifecycle events (critical: never dropped), the
-stock left (state: conflated, one per interval) and sampled purchases (lossy social proof)."""
+stock left (state: conflated per sale, one per interval) and sampled purchases (lossy social
+proof). Each event says its lane (and merge key) in its envelope; the sale and the stock left
+are parts of the room's snapshot, kept in the room's live state with the events."""
 
 from __future__ import annotations
 
@@ -12,11 +14,14 @@ from flash_sales.model import Sale
 from flash_sales.store import SaleStore
 from inventory_lock import InventoryLock
 from rooms.errors import STORAGE_ERRORS
+from rooms.events import Lane
 from rooms.log import RoomLog
 
 log = logging.getLogger("live.flash_sales")
 
 PURCHASE_INTERVAL_S = 0.5
+SALE_PART = "sale"  # the room snapshot's last announced sale
+STOCK_PART = "stock"  # and the last announced stock left (of any sale of the room)
 
 
 class SaleAnnouncer:
@@ -24,6 +29,8 @@ class SaleAnnouncer:
         self.store = store
         self.lock = lock
         self.log = room_log
+        room_log.add_snapshot_part(SALE_PART)
+        room_log.add_snapshot_part(STOCK_PART)
         self._dirty_stock: set[int] = set()
         self._last_purchase: dict[int, float] = {}
 
@@ -37,8 +44,9 @@ class SaleAnnouncer:
             sale.room,
             event,
             {"sale": view, **extra},
+            lane=Lane.CRITICAL,
             state_op="set",
-            state_field="sale",
+            state_field=SALE_PART,
             state_value=json.dumps(view),
         )
 
@@ -66,8 +74,10 @@ class SaleAnnouncer:
             sale.room,
             "stock",
             stock,
+            lane=Lane.STATE,
+            key=f"stock:{sale.id}",
             state_op="set",
-            state_field="stock",
+            state_field=STOCK_PART,
             state_value=json.dumps(stock),
         )
 
@@ -79,7 +89,9 @@ class SaleAnnouncer:
             return
         self._last_purchase[sale.id] = now
         try:
-            await self.log.publish(sale.room, "purchase", {"sale_id": sale.id, "name": name})
+            await self.log.publish(
+                sale.room, "purchase", {"sale_id": sale.id, "name": name}, lane=Lane.LOSSY
+            )
         except STORAGE_ERRORS as exc:
             log.warning("sale %s: purchase not announced: %r", sale.id, exc)
         except Exception:  # never the confirm's failure: its order is made

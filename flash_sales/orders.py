@@ -17,7 +17,6 @@ is read afterwards, and an earlier order counts only if it is this buyer's, sale
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -126,12 +125,15 @@ class OrderWriter:
         self.max_pending = max_pending
         self.timeout_s = timeout_s
         self._lanes: dict[int, _Lane] = {}
+        self._stopped = False
         self.batches = 0
 
     async def write(self, request: OrderRequest) -> WriteResult:
         """The order (new, or the one an earlier confirm of this hold made), or why there is
         none. Raises on a database failure or after `2 * timeout_s`: then the order may or may
         not exist, and a retry (or the recovery sweep) finds out which."""
+        if self._stopped:
+            raise ConnectionError("the service is stopping")
         lane = self._lanes.get(request.sale_id)
         if lane is None:
             lane = self._lanes[request.sale_id] = _Lane()
@@ -150,15 +152,14 @@ class OrderWriter:
             raise
 
     async def stop(self) -> None:
-        lanes, self._lanes = list(self._lanes.values()), {}
-        for lane in lanes:
-            if lane.sender is not None:
-                lane.sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await lane.sender
-            for _, future in lane.waiting:
-                if not future.done():
-                    future.set_exception(ConnectionError("the service is stopping"))
+        """Take no more confirms (`write` raises ConnectionError, a storage error: retry
+        elsewhere) and wait until each sale's sender has written what already waits, so every
+        confirm in hand gets its answer. The caller bounds the wait; a batch stuck on
+        PostgreSQL then ends when the pool is closed."""
+        self._stopped = True
+        senders = [lane.sender for lane in self._lanes.values() if lane.sender is not None]
+        if senders:
+            await asyncio.wait(senders)
 
     async def _send_all(self, sale_id: int, lane: _Lane) -> None:
         try:

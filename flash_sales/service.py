@@ -8,9 +8,6 @@ writes, and PostgreSQL decides how each hold ends (an order, or void).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 
 from flash_sales.announcements import SaleAnnouncer
@@ -21,10 +18,7 @@ from flash_sales.orders import OrderWriter
 from flash_sales.repair import PoolRepair
 from flash_sales.store import SaleStore
 from inventory_lock import InventoryLock
-from rooms.errors import STORAGE_ERRORS
 from rooms.log import RoomLog
-
-log = logging.getLogger("live.flash_sales")
 
 STOCK_INTERVAL_S = 0.1
 
@@ -56,9 +50,11 @@ class SaleService:
             self.announcer,
             stuck_confirm_s=stuck_confirm_s,
         )
-        self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self) -> None:
+    def loops(self) -> list[tuple[str, float | None, Callable[[], Awaitable[None]]]]:
+        """The background work that keeps Redis and PostgreSQL in agreement, as (name, seconds
+        between runs, work): the composition root runs each in its task group, logs a failure
+        and goes on. The order writer is stopped with `writer.stop()`."""
         loops: list[tuple[float, Callable[[], Awaitable[None]]]] = [
             (0.25, self.lifecycle.run_scheduler),
             (0.25, self.maintenance.check_pools),
@@ -67,26 +63,4 @@ class SaleService:
             (5.0, self.maintenance.drop_finished_pools),
             (STOCK_INTERVAL_S, self.announcer.announce_stock),
         ]
-        self._tasks = [
-            asyncio.create_task(_every(interval, work), name=f"sales-{work.__name__}")
-            for interval, work in loops
-        ]
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.writer.stop()
-
-
-async def _every(interval_s: float, work: Callable[[], Awaitable[None]]) -> None:
-    """Run `work` every interval; a failure is logged and the loop goes on."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await work()
-        except STORAGE_ERRORS as exc:  # Redis or PostgreSQL away: next time, then
-            log.warning("%s failed: %r", getattr(work, "__name__", work), exc)
-        except Exception:
-            log.exception("%s failed", getattr(work, "__name__", work))
+        return [(f"sales.{work.__name__}", interval, work) for interval, work in loops]

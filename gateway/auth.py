@@ -11,6 +11,7 @@ import jwt
 
 from gateway.errors import unauthorized
 from rooms.actors import Actor, Role
+from rooms.text import storable
 
 ALGORITHM = "HS256"
 MAX_TTL_S = 30 * 24 * 3600
@@ -71,8 +72,8 @@ def verify(secret: str, token: str) -> Claims:
     except ValueError:
         raise TokenError("invalid_token", "the token has an unknown role") from None
     sub, room, name = payload["sub"], payload["room"], payload.get("name", "")
-    if not all(isinstance(v, str) for v in (sub, room, name)) or not sub or not room:
-        raise TokenError("invalid_token", "the token's sub, room and name must be strings")
+    if not all(isinstance(v, str) and storable(v) for v in (sub, room, name)) or not (sub and room):
+        raise TokenError("invalid_token", "the token's sub, room and name must be text")
     return Claims(sub=sub, role=role, room=room, exp=int(payload["exp"]), name=name)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from gateway import metrics
 from gateway.protocol import CloseCode, events_frame
 from gateway.wire import ENCODER, DirectSocket
 
+log = logging.getLogger("live.gateway")
 DEADLINE_SLACK_S = 0.001  # a deadline timer firing this much early (clock granularity) is due
 
 
@@ -236,8 +238,8 @@ class Connection:
         except TimeoutError:
             if self._direct is not None:
                 self._direct.abort()  # it never read its close frame: drop the socket
-        except Exception:
-            pass
+        except Exception:  # the socket is gone already: nothing left to close
+            log.debug("closing a viewer's socket failed", exc_info=True)
         finally:
             if self.on_closed is not None:
                 self.on_closed()
@@ -254,7 +256,8 @@ class Connection:
                 self._idle.set()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception:  # the viewer went away mid-write; the endpoint's read sees it too
+            log.debug("a write to a viewer failed", exc_info=True)
             self.closed = True
             self._queue.clear()
             self._held.clear()

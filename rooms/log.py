@@ -1,12 +1,14 @@
 """A room's event log: one Lua call appends to a capped stream and publishes, so every event has
 a sequence number, the log's epoch and the server's time, and late or reconnecting readers can
-replay what they missed from the log with a bounded read.
+replay what they missed from the log with a bounded read. Each event's envelope carries the lane
+(and merge key) its publisher gave it: see rooms/events.py.
 
 The Redis client must not decode responses (events travel as the bytes that were logged)."""
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -14,7 +16,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 
 from rooms import scripts
-from rooms.events import Lane, lane_of
+from rooms.events import Lane, route
 from rooms.keys import RoomKeys
 
 LOG_MAX_LEN = 5000
@@ -47,19 +49,31 @@ class Replay:
 
 @dataclass(frozen=True)
 class RoomState:
-    """The Redis side of a snapshot, read atomically with the log position it reflects."""
+    """The Redis side of a snapshot, read atomically with the log position it reflects: the
+    room's live state hash (`state`, raw) and, decoded, the snapshot parts publishers added
+    (`parts`: each registered part's value, None while unset)."""
 
     epoch: str
     seq: int
     state: dict[str, str]
     recent_comments: list[dict[str, Any]]
     server_time_ms: int
+    parts: dict[str, Any]
+
+
+# What the room's own snapshot shows or keeps in its live state: no part may take these names.
+ROOM_FIELDS = frozenset(
+    {"room", "pinned", "host_message", "slow_mode", "ended", "viewers", "comments"}
+    | {"seq", "epoch", "server_time_ms"}
+)
+SNAPSHOT_PART = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class RoomLog:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
+        self._parts: dict[str, None] = {}  # an ordered set
         self._publish = scripts.load(client, "publish")
         self._read = scripts.load(client, "read")
         self._snapshot = scripts.load(client, "snapshot")
@@ -67,20 +81,44 @@ class RoomLog:
     def keys(self, room: str) -> RoomKeys:
         return RoomKeys(self.prefix, room)
 
+    def add_snapshot_part(self, name: str) -> None:
+        """The extension point of the room snapshot: another package (flash_sales: `sale`,
+        `stock`) adds a part of its own without rooms naming it.
+
+        A part is a field of the room's live state hash that its owner keeps up to date with its
+        events (`publish(..., state_op="set", state_field=name, state_value=<JSON>)`, or "del"),
+        so the value changes atomically with the event that announces it. Every snapshot then
+        shows it under `name`, JSON-decoded, or null while unset; it is read in the same atomic
+        step as the log position, so a viewer resuming from the snapshot misses nothing.
+        Registered once per process, by the part's owner when it is built; idempotent."""
+        if not SNAPSHOT_PART.fullmatch(name) or name in ROOM_FIELDS:
+            raise ValueError(f"{name!r} cannot be a snapshot part (taken, or not a-z0-9_)")
+        self._parts[name] = None
+
+    @property
+    def snapshot_parts(self) -> tuple[str, ...]:
+        return tuple(self._parts)
+
     async def publish(
         self,
         room: str,
         event_type: str,
         data: dict[str, Any],
         *,
+        lane: Lane,
+        key: str = "",
         state_op: StateOp = "",
         state_field: str = "",
         state_value: str = "",
         event_id: str = "",
     ) -> Published:
-        """Log and broadcast one event. `event_id` (default: a fresh one) makes the call
-        idempotent: publishing the same id again returns the first result."""
-        lane = lane_of(event_type)
+        """Log and broadcast one event. Its publisher says how it travels: `lane`, and for the
+        state lane the merge `key` (the latest event per key and tick reaches the viewers, e.g.
+        `stock:<sale id>`); both go into the envelope, which the gateway obeys. `state_op`
+        changes one field of the room's live state in the same atomic step. `event_id`
+        (default: a fresh one) makes the call idempotent: publishing the same id again returns
+        the first result."""
+        lane = route(event_type, lane, key)
         keys = self.keys(room)
         recent = RECENT_COMMENTS if event_type == "comment" else 0
         seq, epoch, event = await self._publish(
@@ -96,6 +134,7 @@ class RoomLog:
                 keys.channel,
                 event_type,
                 lane.value,
+                key,
                 json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
                 LOG_MAX_LEN,
                 state_op,
@@ -137,7 +176,8 @@ class RoomLog:
         )
         state = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
         comments = [json.loads(item) for item in reversed(recent)]
-        return RoomState(_text(epoch), int(seq), state, comments, int(now_ms))
+        parts = {name: json.loads(state[name]) if name in state else None for name in self._parts}
+        return RoomState(_text(epoch), int(seq), state, comments, int(now_ms), parts)
 
     async def recent_comments(self, room: str) -> list[dict[str, Any]]:
         """The last comments, oldest first (as full events)."""

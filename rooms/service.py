@@ -25,9 +25,11 @@ from rooms.errors import (
     invalid,
     not_found,
 )
+from rooms.events import Lane
 from rooms.keys import ROOM_ID
 from rooms.log import Published, RoomLog
 from rooms.presence import Presence
+from rooms.text import storable
 
 MAX_MUTE_S = 7 * 24 * 3600
 MAX_SLOW_MODE_S = 3600
@@ -55,7 +57,7 @@ def _product(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def check_room_id(room: str) -> None:
-    if not ROOM_ID.match(room):
+    if not ROOM_ID.fullmatch(room):  # match() would take a trailing newline ('$' does)
         raise invalid("room ids are 1-64 letters, digits, '-' or '_'")
 
 
@@ -67,8 +69,14 @@ def room_settings(settings: dict[str, Any]) -> dict[str, Any]:
     words = settings.get("blocked_words", [])
     if not isinstance(words, list) or len(words) > MAX_BLOCKED_WORDS:
         raise invalid(f"blocked_words must be a list of at most {MAX_BLOCKED_WORDS} words")
-    if not all(isinstance(w, str) and 0 < len(w.strip()) <= MAX_BLOCKED_WORD_CHARS for w in words):
-        raise invalid(f"each blocked word must be 1-{MAX_BLOCKED_WORD_CHARS} characters")
+    if not all(
+        isinstance(w, str) and 0 < len(w.strip()) <= MAX_BLOCKED_WORD_CHARS and storable(w)
+        for w in words
+    ):
+        raise invalid(
+            f"each blocked word must be 1-{MAX_BLOCKED_WORD_CHARS} characters of valid text "
+            "without NUL characters"
+        )
     anonymous = settings.get("allow_anonymous", True)
     if not isinstance(anonymous, bool):
         raise invalid("allow_anonymous must be true or false")
@@ -141,6 +149,7 @@ class RoomService:
             room,
             "room_updated",
             {"room": room_view},
+            lane=Lane.CRITICAL,
             state_op="set",
             state_field="room",
             state_value=json.dumps(room_view),
@@ -217,6 +226,7 @@ class RoomService:
             room,
             "pinned",
             {"product": product},
+            lane=Lane.CRITICAL,
             state_op="set",
             state_field="pinned",
             state_value=json.dumps(product),
@@ -225,7 +235,9 @@ class RoomService:
     async def unpin(self, room: str, actor: Actor) -> Published:
         authorize(actor, room, Action.PIN)
         await self.live_room(room)
-        return await self.log.publish(room, "unpinned", {}, state_op="del", state_field="pinned")
+        return await self.log.publish(
+            room, "unpinned", {}, lane=Lane.CRITICAL, state_op="del", state_field="pinned"
+        )
 
     async def host_message(self, room: str, actor: Actor, text: str) -> Published:
         authorize(actor, room, Action.MESSAGE)
@@ -238,6 +250,7 @@ class RoomService:
             room,
             "host_message",
             message,
+            lane=Lane.CRITICAL,
             state_op="set",
             state_field="host_message",
             state_value=json.dumps(message),
@@ -252,6 +265,7 @@ class RoomService:
             room,
             "slow_mode",
             {"seconds": seconds},
+            lane=Lane.CRITICAL,
             state_op="set",
             state_field="slow_mode",
             state_value=str(seconds),
@@ -282,7 +296,9 @@ class RoomService:
         for raw in await self.redis.lrange(keys.recent_comments, 0, -1):
             if json.loads(raw)["data"]["id"] == comment_id:
                 await self.redis.lrem(keys.recent_comments, 0, raw)  # type: ignore[arg-type]
-        return await self.log.publish(room, "comment_deleted", {"id": comment_id})
+        return await self.log.publish(
+            room, "comment_deleted", {"id": comment_id}, lane=Lane.CRITICAL
+        )
 
     async def end(self, room: str, actor: Actor) -> Published:
         """The stream is over: viewers are told, and the room's live state in Redis expires
@@ -293,7 +309,13 @@ class RoomService:
             "UPDATE rooms SET ended_at = coalesce(ended_at, now()) WHERE id = $1", room
         )
         published = await self.log.publish(
-            room, "room_ended", {}, state_op="set", state_field="ended", state_value="1"
+            room,
+            "room_ended",
+            {},
+            lane=Lane.CRITICAL,
+            state_op="set",
+            state_field="ended",
+            state_value="1",
         )
         await self._expire(self.log.keys(room).live)
         return published
@@ -305,6 +327,13 @@ class RoomService:
             await pipe.execute()
 
     # -- viewers ----------------------------------------------------------------------------
+
+    async def announce_viewers(self, room: str, count: int) -> Published:
+        """The room's viewer count over every process (what Presence.report told its caller to
+        announce): a state event, the latest per tick reaching the viewers."""
+        return await self.log.publish(
+            room, "viewers", {"count": count}, lane=Lane.STATE, key="viewers"
+        )
 
     async def may_watch(self, room: str, actor: Actor | None) -> None:
         """Anyone may watch who is signed in for the room, and anyone at all where the service
@@ -367,7 +396,9 @@ class RoomService:
             "name": actor.display_name,
             "text": text,
         }
-        return await self.log.publish(room, "comment", comment, event_id=f"comment:{comment_id}")
+        return await self.log.publish(
+            room, "comment", comment, lane=Lane.LOSSY, event_id=f"comment:{comment_id}"
+        )
 
     async def admit_comment(self, room: str, user: str, comment_id: str) -> None:
         """Mute, slow mode and the rate limit, shared by every process through Redis. Counts the
@@ -392,17 +423,20 @@ class RoomService:
         """Everything a viewer needs to draw the room now, with the log position to resume from:
         the state and the position are read in one atomic step, so they agree. The room comes
         from the live state too (put_room writes it there with its event): a viewer's join
-        does not touch PostgreSQL unless Redis lost the room."""
+        does not touch PostgreSQL unless Redis lost the room.
+
+        Other packages add their parts (flash_sales: `sale`, `stock`) through the extension
+        point `RoomLog.add_snapshot_part`: each part is a live-state field its owner sets with
+        its events, shown here under its name (null while unset) without rooms naming it."""
         check_room_id(room)
         live = await self.log.state(room)
         state = live.state
         room_view = await self._live_room(room, state.get("room"), "ended" in state)
         return {
+            **live.parts,
             "room": room_view,
             "pinned": json.loads(state["pinned"]) if "pinned" in state else None,
             "host_message": json.loads(state["host_message"]) if "host_message" in state else None,
-            "sale": json.loads(state["sale"]) if "sale" in state else None,
-            "stock": json.loads(state["stock"]) if "stock" in state else None,
             "slow_mode": int(state.get("slow_mode", "0")),
             "viewers": await self.presence.count(room),
             "comments": live.recent_comments,

@@ -7,8 +7,6 @@ flushed and tests never see each other's data.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import shutil
 import tempfile
@@ -20,12 +18,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-import uvicorn
-from starlette.applications import Starlette
+from serve_kit import Served as Served  # re-exported: tests import them from conftest too
+from serve_kit import serve_app as serve_app
 
-from live.app import create_app, services, websocket_options
-from live.embedded import EmbeddedServers, free_port
-from live.services import Services
+from live.embedded import EmbeddedServers
 from live.settings import Settings
 
 TEST_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
@@ -120,16 +116,6 @@ def settings(
     )
 
 
-@dataclass(frozen=True)
-class Served:
-    url: str
-    app: Starlette
-
-    @property
-    def services(self) -> Services:
-        return services(self.app)
-
-
 @pytest.fixture
 async def served(settings: Settings) -> AsyncIterator[Served]:
     """The real app served by uvicorn on a loopback port in this event loop."""
@@ -141,31 +127,3 @@ async def served(settings: Settings) -> AsyncIterator[Served]:
 async def server(served: Served) -> str:
     """The URL of the real app (see `served`)."""
     return served.url
-
-
-@contextlib.asynccontextmanager
-async def serve_app(settings: Settings) -> AsyncIterator[Served]:
-    port = free_port()
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        **websocket_options(settings),
-    )
-    instance = uvicorn.Server(config)
-    task = asyncio.create_task(instance.serve())
-    async with asyncio.timeout(30):
-        while not instance.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("server exited during start")
-            await asyncio.sleep(0.02)
-    try:
-        yield Served(f"http://127.0.0.1:{port}", app)
-    finally:
-        instance.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 30)

@@ -31,7 +31,7 @@ from rooms.log import RoomLog
 
 from .peers import PEER_SOURCES, ROOT, peer_python
 from .procstats import prioritize
-from .workload import Publish, envelope, msgpack
+from .workload import Publish, Workload, envelope, msgpack
 
 SECRET = "fanout-bench-secret-0123456789abcdef0123456789"
 
@@ -153,7 +153,8 @@ async def start_live(args: argparse.Namespace, redis: aioredis.Redis, logs: Path
     room_log = RoomLog(redis, prefix)
 
     async def publish(kind: str, i: int, data: dict[str, Any]) -> None:
-        await room_log.publish(room, kind, data)
+        lane, key = Workload.route(kind)
+        await room_log.publish(room, kind, data, lane=lane, key=key)
 
     server = Server("live", port, proc, log_path, room, f"/ws/rooms/{room}", publish)
     server.cleanup.append(lambda: _drop_schema(args.database_url, schema))

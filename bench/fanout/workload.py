@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rooms.events import lane_of
+from rooms.events import Lane
 
 COMMENTS = (
     "is this available in medium?",
@@ -37,6 +37,13 @@ class Workload:
         if i % self.pin_period == 0:
             return "pinned"
         return "stock" if i % 5 == 1 else "comment"
+
+    @staticmethod
+    def route(kind: str) -> tuple[Lane, str]:
+        """The lane and merge key the room's publishers give each kind of event."""
+        if kind == "pinned":
+            return Lane.CRITICAL, ""
+        return (Lane.STATE, "stock:1") if kind == "stock" else (Lane.LOSSY, "")
 
     def data(self, kind: str, i: int, pt: float) -> dict[str, Any]:
         if kind == "pinned":
@@ -108,7 +115,9 @@ def _pack(value: object, out: bytearray) -> None:
 def envelope(kind: str, i: int, data: dict[str, Any]) -> dict[str, Any]:
     """A peer's event: the same fields as a live room event, emitted as one message."""
     pt = float(data["pt"])
-    return {"seq": i + 1, "ts": int(pt), "type": kind, "lane": lane_of(kind).value, "data": data}
+    lane, key = Workload.route(kind)
+    event: dict[str, Any] = {"seq": i + 1, "ts": int(pt), "type": kind, "lane": lane.value}
+    return {**event, "key": key, "data": data} if key else {**event, "data": data}
 
 
 @dataclass

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 from chaos_workload import Held, Workload
+from live_env import REPO, live_env
 
 from live.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
 SETTLE_S = 35.0  # holds expire in seconds; a stuck confirm is recovered after 3 x io_timeout_s
 
 
@@ -28,23 +26,6 @@ class OrderRow:
     reservation: str
     buyer: str
     qty: int
-
-
-def live_env(settings: Settings) -> dict[str, str]:
-    """The environment of a `live` subprocess on this test's servers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
-    env.update(
-        LIVE_REDIS_URL=settings.redis_url,
-        LIVE_DATABASE_URL=settings.database_url,
-        LIVE_DATABASE_SCHEMA=settings.database_schema,
-        LIVE_REDIS_PREFIX=settings.redis_prefix,
-        LIVE_JWT_SECRET=settings.jwt_secret,
-        LIVE_IO_TIMEOUT_S=str(settings.io_timeout_s),
-        LIVE_DATA_DIR=str(settings.data_dir),
-        LIVE_LOG_LEVEL="warning",
-        PYTHONPATH=str(REPO),
-    )
-    return env
 
 
 async def settle(work: Workload, within: float = SETTLE_S) -> tuple[dict[str, Any] | None, str]:

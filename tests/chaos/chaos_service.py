@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from chaos_checks import REPO, judge, live_env
+from chaos_checks import judge
 from chaos_workload import Plan, Workload
 from conftest import serve_app
+from live_env import REPO, live_env
 
 from live.embedded import free_port
 from live.settings import Settings

@@ -140,3 +140,30 @@ async def until_waiting_on_locks(settings: Settings, count: int, within_s: float
                 await asyncio.sleep(0.02)
     finally:
         await conn.close()
+
+
+async def write_order(
+    settings: Settings, sale_id: int, reservation_id: str, buyer: str, *, outcome: bool = True
+) -> None:
+    """An order of one item written straight into PostgreSQL, as a process of another release
+    (`outcome=False`: without its hold_outcomes row) or a Redis that forgot it would leave it."""
+    conn = await db(settings)
+    try:
+        async with conn.transaction():
+            if outcome:
+                await conn.execute(
+                    "INSERT INTO hold_outcomes (reservation_id, sale_id, outcome) "
+                    "VALUES ($1, $2, 'order')",
+                    reservation_id,
+                    sale_id,
+                )
+            await conn.execute(
+                "INSERT INTO orders (reservation_id, sale_id, buyer_id, qty, price_cents, "
+                "total_cents, payment_ref) VALUES ($1, $2, $3, 1, 500, 500, 'secret')",
+                reservation_id,
+                sale_id,
+                buyer,
+            )
+            await conn.execute("UPDATE sales SET sold = sold + 1 WHERE id = $1", sale_id)
+    finally:
+        await conn.close()

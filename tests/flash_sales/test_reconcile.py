@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import asyncpg
 import httpx
+from live_env import live_env
 from sale_kit import confirm, open_sale, reserve
 
 from live.settings import Settings
 
 
 def run_reconcile(settings: Settings, *sale_ids: int) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
-    env.update(
-        LIVE_REDIS_URL=settings.redis_url,
-        LIVE_DATABASE_URL=settings.database_url,
-        LIVE_DATABASE_SCHEMA=settings.database_schema,
-        LIVE_REDIS_PREFIX=settings.redis_prefix,
-    )
     return subprocess.run(
         [sys.executable, "-m", "live.cli", "reconcile", *map(str, sale_ids)],
-        env=env,
+        env=live_env(settings),
         capture_output=True,
         text=True,
         timeout=60,

@@ -20,12 +20,12 @@ from sale_kit import (
     auth,
     client,
     confirm,
-    db,
     figures,
     locked_sale_row,
     open_sale,
     reserve,
     until_waiting_on_locks,
+    write_order,
 )
 
 from flash_sales import metrics
@@ -244,24 +244,7 @@ async def test_a_confirm_never_answers_with_another_buyers_order(
     nonces) is not this buyer's: 409 conflict, counted, and Redis counts the order it is."""
     sale = await open_sale(client, settings, stock=3, limit=1)
     hold = await _hold(client, settings, sale["id"], "ann")
-    conn = await db(settings)
-    try:
-        async with conn.transaction():
-            await conn.execute(
-                "INSERT INTO hold_outcomes (reservation_id, sale_id, outcome) "
-                "VALUES ($1, $2, 'order')",
-                hold,
-                sale["id"],
-            )
-            await conn.execute(
-                "INSERT INTO orders (reservation_id, sale_id, buyer_id, qty, price_cents, "
-                "total_cents, payment_ref) VALUES ($1, $2, 'mallory', 1, 500, 500, 'secret')",
-                hold,
-                sale["id"],
-            )
-            await conn.execute("UPDATE sales SET sold = sold + 1 WHERE id = $1", sale["id"])
-    finally:
-        await conn.close()
+    await write_order(settings, sale["id"], hold, "mallory")
     before = metrics.ORDER_MISMATCHES._value.get()
     answer = await confirm(client, settings, hold, "ann")
     assert (answer.status_code, answer.json()["error"]) == (409, "conflict")
@@ -299,18 +282,8 @@ async def test_a_buyer_above_the_limit_is_loaded_as_is_and_the_sale_sells(
     client: httpx.AsyncClient, settings: Settings, served: Served
 ) -> None:
     sale = await open_sale(client, settings, stock=5, limit=1)
-    conn = await db(settings)
-    try:  # two orders of one buyer, written before PostgreSQL guarded the limit
-        for n in range(2):
-            await conn.execute(
-                "INSERT INTO orders (reservation_id, sale_id, buyer_id, qty, price_cents, "
-                "total_cents, payment_ref) VALUES ($1, $2, 'ann', 1, 500, 500, 'p')",
-                f"{sale['id']}.{n + 1}",
-                sale["id"],
-            )
-        await conn.execute("UPDATE sales SET sold = 2 WHERE id = $1", sale["id"])
-    finally:
-        await conn.close()
+    for n in range(2):  # two orders of one buyer, written before PostgreSQL guarded the limit
+        await write_order(settings, sale["id"], f"{sale['id']}.{n + 1}", "ann", outcome=False)
     sales = served.services.sales
     await served.services.redis.delete(*sales.lock.keys(str(sale["id"])).all)
     before = metrics.BUYERS_OVER_LIMIT._value.get()
@@ -367,24 +340,7 @@ async def test_redis_behind_postgres_is_repaired(
     """An order PostgreSQL has and Redis never heard of (Redis went back in time): the pool
     check finds Redis behind and adopts it, so the stock and the buyer's limit hold."""
     sale = await open_sale(client, settings, stock=3, limit=1)
-    conn = await db(settings)
-    try:
-        async with conn.transaction():
-            await conn.execute(
-                "INSERT INTO hold_outcomes (reservation_id, sale_id, outcome) "
-                "VALUES ($1, $2, 'order')",
-                f"{sale['id']}.7",
-                sale["id"],
-            )
-            await conn.execute(
-                "INSERT INTO orders (reservation_id, sale_id, buyer_id, qty, price_cents, "
-                "total_cents, payment_ref) VALUES ($1, $2, 'ann', 1, 500, 500, 'p')",
-                f"{sale['id']}.7",
-                sale["id"],
-            )
-            await conn.execute("UPDATE sales SET sold = 1 WHERE id = $1", sale["id"])
-    finally:
-        await conn.close()
+    await write_order(settings, sale["id"], f"{sale['id']}.7", "ann")
     before = metrics.POOL_REPAIRS.labels("behind")._value.get()
     await served.services.sales.maintenance.check_pools()
     assert metrics.POOL_REPAIRS.labels("behind")._value.get() == before + 1

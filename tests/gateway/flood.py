@@ -9,6 +9,7 @@ import time
 
 import redis.asyncio as aioredis
 
+from rooms.events import Lane
 from rooms.log import RoomLog
 
 BATCH = 10  # publishes in flight at once
@@ -29,7 +30,10 @@ async def main(url: str, prefix: str, room: str, rate: float, seconds: float) ->
             await asyncio.gather(
                 *(
                     log.publish(
-                        room, "comment", {"id": f"f{sent + i}", "user": "fan", "text": "wow"}
+                        room,
+                        "comment",
+                        {"id": f"f{sent + i}", "user": "fan", "text": "wow"},
+                        lane=Lane.LOSSY,
                     )
                     for i in range(batch)
                 )

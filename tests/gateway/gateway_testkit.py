@@ -8,32 +8,31 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import uvicorn
+from live_env import REPO as REPO  # re-exported: tests import them from here
+from live_env import live_env as live_env
+from serve_kit import serve_app
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from gateway.auth import mint
-from gateway.logs import uvicorn_log_config
 from gateway.server import Gateway
-from live.app import create_app, services, websocket_options
+from live.app import services, websocket_options
 from live.embedded import free_port
+from live.services import Services
 from live.settings import Settings
 from rooms.actors import Role
 
-REPO = Path(__file__).resolve().parents[2]
 FRAME_TIMEOUT_S = 10.0
 
 
@@ -54,54 +53,15 @@ class Served:
 
 @asynccontextmanager
 async def serve(settings: Settings, **config: Any) -> AsyncIterator[Served]:
-    """The real app under uvicorn in this loop; `config` overrides fields of its GatewayConfig
-    before any viewer connects."""
-    port = free_port()
-    app = create_app(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            log_config=uvicorn_log_config("warning"),  # as `live serve`: no token in any log
-            lifespan="on",
-            backlog=4096,
-            **websocket_options(settings),
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(30):
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("server exited during start")
-            await asyncio.sleep(0.02)
-    served = Served(f"http://127.0.0.1:{port}", app, settings)
-    gateway = served.gateway
-    gateway.config = replace(gateway.config, **config)
-    try:
-        yield served
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 30)
+    """The real app under uvicorn in this loop (conftest's serve_app); `config` overrides
+    fields of its GatewayConfig before the services go to work."""
 
+    def tune(services: Services) -> None:
+        services.gateway.config = replace(services.gateway.config, **config)
 
-def live_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
-    env.update(
-        LIVE_REDIS_URL=settings.redis_url,
-        LIVE_DATABASE_URL=settings.database_url,
-        LIVE_DATABASE_SCHEMA=settings.database_schema,
-        LIVE_REDIS_PREFIX=settings.redis_prefix,
-        LIVE_JWT_SECRET=settings.jwt_secret,
-        LIVE_TICK_MS=str(settings.tick_ms),
-        LIVE_DATA_DIR=str(settings.data_dir),
-        LIVE_LOG_LEVEL="warning",
-        PYTHONPATH=str(REPO),
-    )
-    return env
+    options = websocket_options(settings)  # looked up here: a test may replace it
+    async with serve_app(settings, tune if config else None, options) as served:
+        yield Served(served.url, served.app, settings)
 
 
 @asynccontextmanager

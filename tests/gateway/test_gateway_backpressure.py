@@ -23,6 +23,7 @@ from gateway_testkit import (
 from gateway.connection import Backpressure
 from gateway.protocol import CloseCode
 from live.settings import Settings
+from rooms.events import Lane
 from rooms.log import RoomLog
 
 LOSSY_PER_TICK = 5
@@ -54,7 +55,12 @@ async def test_slow_viewer_is_cut_off_without_slowing_others_and_resumes(
         async def flood() -> None:
             n = 0
             while not stop.is_set():
-                await log.publish(room.id, "comment", {"id": f"c{n}", "user": "u", "text": COMMENT})
+                await log.publish(
+                    room.id,
+                    "comment",
+                    {"id": f"c{n}", "user": "u", "text": COMMENT},
+                    lane=Lane.LOSSY,
+                )
                 n += 1
                 if n % 5 == 0:
                     await asyncio.sleep(0.01)  # a few hundred comments a second
@@ -63,7 +69,9 @@ async def test_slow_viewer_is_cut_off_without_slowing_others_and_resumes(
             n = 0
             while not stop.is_set():
                 message = {"text": f"deal {n}", "by": "host", "role": "host"}
-                critical.append((await log.publish(room.id, "host_message", message)).seq)
+                critical.append(
+                    (await log.publish(room.id, "host_message", message, lane=Lane.CRITICAL)).seq
+                )
                 n += 1
                 await asyncio.sleep(0.1)
 

@@ -15,6 +15,7 @@ from gateway_testkit import REPO, close_all, eventually, make_room, open_viewers
 
 from bench.fanout.procstats import raise_fd_limit
 from live.settings import Settings
+from rooms.events import Lane
 from rooms.log import RoomLog
 
 VIEWERS = 1000
@@ -60,7 +61,9 @@ async def test_thousand_viewers_get_every_critical_event_through_a_comment_flood
                     seq = published["seq"]
                 else:
                     message = {"text": f"deal {n}", "by": "host", "role": "host"}
-                    seq = (await log.publish(room.id, "host_message", message)).seq
+                    seq = (
+                        await log.publish(room.id, "host_message", message, lane=Lane.CRITICAL)
+                    ).seq
                 critical.append(seq)
                 await asyncio.sleep(every_s)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
 import subprocess
 import time
@@ -30,6 +31,7 @@ from gateway_testkit import (
 
 from live.embedded import EmbeddedRedis
 from live.settings import Settings
+from rooms.events import Lane
 from rooms.log import RoomLog
 
 
@@ -59,8 +61,9 @@ class RestartableRedis:
 
     def start_again(self, *, lose_data: bool = False) -> None:
         directory = self.embedded.directory
-        if lose_data:
-            for aof in [*directory.glob("appendonly*"), *directory.glob("appenddir*")]:
+        if lose_data:  # the AOF (a folder since Redis 7 / Valkey) and any RDB
+            shutil.rmtree(directory / "appendonlydir", ignore_errors=True)
+            for aof in [*directory.glob("appendonly*"), *directory.glob("*.rdb")]:
                 if aof.is_file():
                     aof.unlink()
         self.process = subprocess.Popen(
@@ -126,7 +129,7 @@ async def test_redis_restart_loses_no_critical_event(
             log = RoomLog(direct, settings.redis_prefix)
             for n in range(3):
                 message = {"text": f"while away {n}", "by": "host", "role": "host"}
-                published = await log.publish(room.id, "host_message", message)
+                published = await log.publish(room.id, "host_message", message, lane=Lane.CRITICAL)
                 assert published.epoch == epoch  # the AOF kept the log
                 pins.append(published.seq)
             pins.append((await _pin(room, room.products[1]))[1])

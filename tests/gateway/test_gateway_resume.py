@@ -11,6 +11,7 @@ from gateway_testkit import Viewer, make_room, serve, ws_url
 
 from gateway.hub import replay_frame
 from live.settings import Settings
+from rooms.events import Lane
 from rooms.log import RoomLog
 
 
@@ -30,10 +31,17 @@ async def test_resume_replays_only_what_was_missed(
             (await room.pin(room.products[0]))["seq"],
             (
                 await log.publish(
-                    room.id, "host_message", {"text": "hi", "by": "h", "role": "host"}
+                    room.id,
+                    "host_message",
+                    {"text": "hi", "by": "h", "role": "host"},
+                    lane=Lane.CRITICAL,
                 )
             ).seq,
-            (await log.publish(room.id, "comment", {"id": "c1", "user": "u", "text": "x"})).seq,
+            (
+                await log.publish(
+                    room.id, "comment", {"id": "c1", "user": "u", "text": "x"}, lane=Lane.LOSSY
+                )
+            ).seq,
             (await room.pin(room.products[1]))["seq"],
         ]
         back = await Viewer.open(
@@ -109,7 +117,9 @@ async def test_resume_too_far_behind_gets_a_snapshot(
         messages = []
         for n in range(11):
             message = {"text": f"m{n}", "by": "h", "role": "host"}
-            messages.append((await log.publish(room.id, "host_message", message)).seq)
+            messages.append(
+                (await log.publish(room.id, "host_message", message, lane=Lane.CRITICAL)).seq
+            )
         epoch, last = await log.position(room.id)
         assert last - since > 10
         back = await Viewer.open(ws_url(served.url, room.id, since=since, epoch=epoch))
@@ -127,17 +137,17 @@ async def test_resume_too_far_behind_gets_a_snapshot(
 
 
 def test_replay_frame_keeps_lanes_rules() -> None:
-    def event(seq: int, kind: str, lane: str, **data: object) -> bytes:
+    def event(seq: int, kind: str, lane: str, key: str = "", **data: object) -> bytes:
         body = {"seq": seq, "epoch": "e", "ts": 1, "type": kind, "lane": lane, "data": data}
-        return json.dumps(body).encode()
+        return json.dumps({**body, "key": key} if key else body).encode()
 
     events = [
         event(1, "pinned", "critical"),
-        event(2, "stock", "state", sale_id=1, remaining=9),
+        event(2, "stock", "state", "stock:1", sale_id=1, remaining=9),
         event(3, "comment", "lossy", text="a"),
-        event(4, "stock", "state", sale_id=2, remaining=5),
+        event(4, "stock", "state", "stock:2", sale_id=2, remaining=5),
         event(5, "comment", "lossy", text="b"),
-        event(6, "stock", "state", sale_id=1, remaining=8),
+        event(6, "stock", "state", "stock:1", sale_id=1, remaining=8),
         event(7, "comment", "lossy", text="c"),
         event(8, "sale_ended", "critical"),
     ]
@@ -162,9 +172,16 @@ async def test_joining_and_resuming_while_events_flow_gets_each_event_once(
             n = 0
             while not done.is_set():
                 message = {"text": f"m{n}", "by": "h", "role": "host"}
-                published.append((await log.publish(room.id, "host_message", message)).seq)
+                published.append(
+                    (await log.publish(room.id, "host_message", message, lane=Lane.CRITICAL)).seq
+                )
                 if n % 3 == 0:
-                    await log.publish(room.id, "comment", {"id": f"c{n}", "user": "u", "text": "x"})
+                    await log.publish(
+                        room.id,
+                        "comment",
+                        {"id": f"c{n}", "user": "u", "text": "x"},
+                        lane=Lane.LOSSY,
+                    )
                 n += 1
                 await asyncio.sleep(0.002)
 

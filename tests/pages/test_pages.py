@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_env import live_env
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from gateway.auth import mint, verify
@@ -40,16 +41,7 @@ class LiveProcess:
     def __init__(self, settings: Settings) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
-        self.env.update(
-            LIVE_REDIS_URL=settings.redis_url,
-            LIVE_DATABASE_URL=settings.database_url,
-            LIVE_DATABASE_SCHEMA=settings.database_schema,
-            LIVE_REDIS_PREFIX=settings.redis_prefix,
-            LIVE_JWT_SECRET=settings.jwt_secret,
-            LIVE_DATA_DIR=str(settings.data_dir),
-            LIVE_LOG_LEVEL="warning",
-        )
+        self.env = live_env(settings)
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:

@@ -4,7 +4,6 @@ import mode would see two top-level modules named `conftest`.)"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -15,16 +14,13 @@ import asyncpg
 import httpx
 import jwt
 import redis.asyncio as aioredis
-import uvicorn
+from serve_kit import serve_app
 
 from gateway.auth import mint
-from live.app import create_app, websocket_options
-from live.embedded import free_port
+from live import services
 from live.settings import Settings
 from rooms.actors import Role
-from rooms.log import RoomLog
-from rooms.presence import Presence
-from rooms.service import CommentPolicy, RoomService
+from rooms.service import RoomService
 
 
 @dataclass(frozen=True)
@@ -83,27 +79,8 @@ async def create_room(
 async def serve(settings: Settings) -> AsyncIterator[str]:
     """Another real app process-alike (its own clients and services) on the same Redis and
     PostgreSQL schema; yields its URL."""
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=free_port(),
-        log_level="warning",
-        **websocket_options(settings),
-    )
-    instance = uvicorn.Server(config)
-    task = asyncio.create_task(instance.serve())
-    try:
-        async with asyncio.timeout(30):
-            while not instance.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("server exited during start")
-                await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{config.port}"
-    finally:
-        instance.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 30)
+    async with serve_app(settings) as served:
+        yield served.url
 
 
 @contextlib.asynccontextmanager
@@ -127,8 +104,8 @@ def room_service(
     per_window: int = 5,
     allow_anonymous: bool = True,
 ) -> RoomService:
-    """A RoomService of its own, as another process would build it."""
-    log = RoomLog(client, prefix)
-    presence = Presence(client, prefix, "test-process")
-    policy = CommentPolicy(500, per_window)
-    return RoomService(pg, client, log, presence, policy, allow_anonymous=allow_anonymous)
+    """A RoomService of its own on these clients, as another process's build_services makes it."""
+    settings = Settings(
+        redis_prefix=prefix, comments_per_10s=per_window, allow_anonymous=allow_anonymous
+    )
+    return services.room_service(settings, pg, client, "test-process")

@@ -1,0 +1,359 @@
+"""Who may act, enforced on every route: the README's "who may do what" table, route by route
+and actor by actor, over HTTP against the real app; and over the WebSocket, commands need a
+token of the room, and nobody but the buyer confirms or cancels a hold (another room's token is
+refused with 403 `forbidden`, another user's with 404 `not_found`).
+
+Each route is called by the refused actors first: their calls must change nothing (the room's
+log and the sale's figures stay as they were), then by the allowed ones, which must succeed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Served
+from edge_kit import (
+    BUYER,
+    ROOM_A,
+    ROOM_B,
+    Socket,
+    Who,
+    World,
+    actor_token,
+    assert_json_error,
+    bearer,
+    check,
+    http_routes,
+    make_world,
+    signed,
+    token,
+    ws_url,
+)
+
+from gateway.protocol import CloseCode
+from live.settings import Settings
+from rooms.actors import Role
+
+W = Who
+CODES = {401: "token_required", 403: "forbidden", 404: "not_found"}
+
+
+def everyone(ok: int) -> dict[Who, int]:
+    return dict.fromkeys(Who, ok)
+
+
+def watchers() -> dict[Who, int]:
+    """Anyone may watch (anonymous viewers too, by default); a token of another room may not."""
+    return {**everyone(200), W.OTHER_HOST: 403, W.BUYER_ELSEWHERE: 403}
+
+
+def signed_in(ok: int) -> dict[Who, int]:
+    """Any signed-in user of the room: viewer, moderator or host."""
+    return {**everyone(ok), W.ANONYMOUS: 401, W.OTHER_HOST: 403, W.BUYER_ELSEWHERE: 403}
+
+
+def staff(ok: int) -> dict[Who, int]:
+    """A moderator or a host of the room."""
+    return {**signed_in(ok), W.VIEWER: 403, W.OTHER_VIEWER: 403}
+
+
+def hosts(ok: int) -> dict[Who, int]:
+    """A host of the room: any host token of it."""
+    return {**staff(ok), W.MODERATOR: 403}
+
+
+def the_buyer(ok: int) -> dict[Who, int]:
+    """Only the buyer (VIEWER) on their own hold: another room's token is refused (403), and
+    anyone else of the room does not see the hold (404)."""
+    return {**signed_in(404), W.VIEWER: ok}
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str  # {room}, {sale}, {scheduled}, {hold}, {cancel_hold} are filled in per test
+    body: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+SALE = {"stock": 10, "price_cents": 100, "limit_per_buyer": 1, "hold_seconds": 60}
+TABLE: list[tuple[Call, dict[Who, int]]] = [
+    (Call("PUT", "/api/rooms/{room}", {"title": "Room A"}), hosts(200)),
+    (Call("GET", "/api/rooms/{room}"), watchers()),
+    (Call("GET", "/api/rooms/{room}/products"), watchers()),
+    (
+        Call("POST", "/api/rooms/{room}/products", {"sku": "s", "title": "T", "price_cents": 1}),
+        staff(201),
+    ),
+    (Call("POST", "/api/rooms/{room}/pin", {"product_id": "{product}"}), staff(200)),
+    (Call("DELETE", "/api/rooms/{room}/pin"), staff(200)),
+    (Call("POST", "/api/rooms/{room}/messages", {"text": "Hello"}), staff(201)),
+    (Call("POST", "/api/rooms/{room}/comments", {"text": "Hi"}), signed_in(201)),
+    (Call("DELETE", "/api/rooms/{room}/comments/{comment}"), staff(200)),
+    (Call("PUT", "/api/rooms/{room}/mutes/{user}", {"seconds": 60}), staff(200)),
+    (Call("DELETE", "/api/rooms/{room}/mutes/{user}"), staff(200)),
+    (Call("PUT", "/api/rooms/{room}/slow-mode", {"seconds": 0}), staff(200)),
+    (Call("POST", "/api/rooms/{room}/end"), hosts(200)),
+    (Call("POST", "/api/rooms/{room}/sales", {**SALE, "product_id": "{product}"}), hosts(201)),
+    (Call("POST", "/api/sales/{scheduled}/start"), hosts(200)),
+    (Call("POST", "/api/sales/{sale}/stop"), hosts(200)),
+    (Call("GET", "/api/sales/{sale}"), staff(200)),
+    (Call("POST", "/api/sales/{sale}/reservations", {"qty": 1}), signed_in(201)),
+    (Call("POST", "/api/reservations/{hold}/confirm", {"payment_ref": "p"}), the_buyer(201)),
+    (Call("DELETE", "/api/reservations/{hold}"), the_buyer(200)),
+    (Call("GET", "/watch/{room}"), everyone(200)),
+    (Call("GET", "/host/{room}"), everyone(200)),
+    (Call("GET", "/healthz"), everyone(200)),
+    (Call("GET", "/readyz"), everyone(200)),
+    (Call("GET", "/metrics"), everyone(200)),
+]
+
+
+def test_the_table_covers_every_route_of_the_app(served: Served) -> None:
+    """A route added to the app without a row here fails this test (the WebSocket has tests of
+    its own below; static files are not the room's)."""
+    served_routes = {
+        f"{method} {route.path}"
+        for route in http_routes(served.app)
+        for method in route.methods
+        if method != "HEAD" and not route.path.startswith(("/ws/", "/static/"))
+    }
+    generic = {"{scheduled}": "{sale}", "{hold}": "{reservation}"}
+    covered = set()
+    for call, _ in TABLE:
+        path = call.path
+        for mine, theirs in generic.items():
+            path = path.replace(mine, theirs)
+        covered.add(f"{call.method} {path}")
+    assert served_routes <= covered, sorted(served_routes - covered)
+
+
+@pytest.fixture
+async def client(served: Served) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
+        yield http
+
+
+@dataclass
+class Place:
+    """The ids a call's path and body are filled in with."""
+
+    world: World
+    scheduled: int
+
+    def fill(self, text: str) -> str:
+        return (
+            text.replace("{room}", ROOM_A)
+            .replace("{sale}", str(self.world.sales[ROOM_A]))
+            .replace("{scheduled}", str(self.scheduled))
+            .replace("{hold}", self.world.holds[0])
+            .replace("{comment}", "c-1")
+            .replace("{user}", "someone")
+        )
+
+    def body(self, body: dict[str, Any] | None) -> dict[str, Any] | None:
+        if body is None:
+            return None
+        product = self.world.products[ROOM_A]
+        return {k: product if v == "{product}" else v for k, v in body.items()}
+
+
+async def observed(client: httpx.AsyncClient, settings: Settings, world: World) -> Any:
+    """What a refused call must not change: the room's log position, and the sale's state,
+    holds and orders."""
+    host = bearer(actor_token(settings, Who.HOST))
+    room = await check(await client.get(f"/api/rooms/{ROOM_A}", headers=host), 200)
+    sale = await check(await client.get(f"/api/sales/{world.sales[ROOM_A]}", headers=host), 200)
+    keys = ("state", "remaining", "held", "confirming", "sold", "orders")
+    return (room["seq"], room["epoch"], {k: sale[k] for k in keys})
+
+
+async def settled(client: httpx.AsyncClient, settings: Settings, world: World) -> Any:
+    """`observed` once the stock announcements of the world's holds went out (they are
+    published by an interval loop, after the reservations)."""
+    last = await observed(client, settings, world)
+    for _ in range(50):
+        await asyncio.sleep(0.3)
+        now = await observed(client, settings, world)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError("the room's log never settled")
+
+
+@pytest.mark.parametrize(("call", "expected"), TABLE, ids=[call.id for call, _ in TABLE])
+async def test_who_may_call_each_route(
+    client: httpx.AsyncClient, settings: Settings, call: Call, expected: dict[Who, int]
+) -> None:
+    world = await make_world(client, settings)
+    host = bearer(actor_token(settings, Who.HOST))
+    scheduled = await check(
+        await client.post(
+            f"/api/rooms/{ROOM_A}/sales",
+            json={**SALE, "product_id": world.products[ROOM_A]},
+            headers=host,
+        ),
+        201,
+    )
+    place = Place(world, scheduled["id"])
+    assert set(expected) == set(Who)
+    refused = [who for who in Who if expected[who] >= 300]
+    allowed = [who for who in Who if expected[who] < 300]
+    before = await settled(client, settings, world)
+    for who in [*refused, *allowed]:
+        if allowed and who is allowed[0]:  # every refused call is made
+            assert await observed(client, settings, world) == before, "a refused call acted"
+        response = await client.request(
+            call.method,
+            place.fill(call.path),
+            json=place.body(call.body),
+            headers={
+                **bearer(actor_token(settings, who)),
+                "idempotency-key": f"key-{who.value}",
+            },
+        )
+        context = f"{call.id} as {who.value}: {response.status_code} {response.text[:300]}"
+        assert response.status_code == expected[who], context
+        if expected[who] >= 300:
+            assert assert_json_error(response, context)["error"] == CODES[expected[who]], context
+    if not allowed:
+        assert await observed(client, settings, world) == before
+
+
+async def test_a_room_that_refuses_anonymous_viewers(
+    client: httpx.AsyncClient, served: Served, settings: Settings
+) -> None:
+    await make_world(client, settings, holds=0)
+    host = bearer(actor_token(settings, Who.HOST))
+    body = {"title": "Closed", "settings": {"allow_anonymous": False}}
+    await check(await client.put(f"/api/rooms/{ROOM_A}", json=body, headers=host), 200)
+    for path in (f"/api/rooms/{ROOM_A}", f"/api/rooms/{ROOM_A}/products"):
+        response = await client.get(path)
+        assert response.status_code == 401
+        assert assert_json_error(response)["error"] == "token_required"
+        viewer = bearer(actor_token(settings, Who.OTHER_VIEWER))
+        assert (await client.get(path, headers=viewer)).status_code == 200
+    anonymous = await Socket.open(ws_url(served.url, ROOM_A), wait_welcome=False)
+    assert await anonymous.ask({"type": "ping"}) is None  # the first message must be auth
+    assert anonymous.close_code == CloseCode.UNAUTHORIZED
+    signing_in = await Socket.open(ws_url(served.url, ROOM_A), wait_welcome=False)
+    viewer_token = actor_token(settings, Who.OTHER_VIEWER)
+    reply = await signing_in.ask({"type": "auth", "token": viewer_token, "ref": "a"})
+    assert reply is not None and reply["type"] == "reply", reply
+    assert await signing_in.next_frame(("welcome",)) is not None
+    assert await signing_in.alive()
+    await signing_in.close()
+
+
+# -- the WebSocket ------------------------------------------------------------------------------
+
+
+async def test_commands_need_a_token_of_the_room(
+    client: httpx.AsyncClient, served: Served, settings: Settings
+) -> None:
+    world = await make_world(client, settings)
+    sale_a = world.sales[ROOM_A]
+    commands: list[dict[str, Any]] = [
+        {"type": "comment", "text": "hi"},
+        {"type": "buy", "sale_id": sale_a, "idempotency_key": "k"},
+        {"type": "confirm", "reservation_id": world.holds[0], "payment_ref": "p"},
+        {"type": "cancel", "reservation_id": world.holds[1]},
+    ]
+    anonymous = await Socket.open(ws_url(served.url, ROOM_A))
+    for command in commands:
+        answer = await anonymous.ask({**command, "ref": command["type"]})
+        assert answer is not None and answer.get("error") == "token_required", answer
+    # signing in with a token of another room is refused, and changes nothing
+    other = actor_token(settings, Who.BUYER_ELSEWHERE)
+    answer = await anonymous.ask({"type": "auth", "token": other})
+    assert answer is not None and answer.get("error") == "forbidden", answer
+    answer = await anonymous.ask(commands[0])
+    assert answer is not None and answer.get("error") == "token_required", answer
+    assert await anonymous.alive()
+    await anonymous.close()
+    # a token of another room cannot connect
+    for who in (Who.BUYER_ELSEWHERE, Who.OTHER_HOST):
+        refused = await Socket.open(
+            ws_url(served.url, ROOM_A, token=str(actor_token(settings, who))), wait_welcome=False
+        )
+        assert await refused.next_frame(("welcome",)) is None
+        assert refused.close_code == CloseCode.FORBIDDEN, who
+    # with a token of the room they run
+    viewer = await Socket.open(
+        ws_url(served.url, ROOM_A, token=str(actor_token(settings, Who.OTHER_VIEWER)))
+    )
+    for command in commands[:2]:
+        answer = await viewer.ask(command)
+        assert answer is not None and answer["type"] == "reply", answer
+    await viewer.close()
+
+
+async def test_only_the_buyer_confirms_or_cancels_a_hold_over_the_websocket(
+    client: httpx.AsyncClient, served: Served, settings: Settings
+) -> None:
+    """The issue's reproduction: a room-B token (here even the buyer's own user) confirmed and
+    cancelled a room-A hold. Another room's token: forbidden; another user of the room:
+    not_found; the holds stay the buyer's, who then confirms and cancels them."""
+    world = await make_world(client, settings)
+    confirm = {"type": "confirm", "reservation_id": world.holds[0], "payment_ref": "p"}
+    cancel = {"type": "cancel", "reservation_id": world.holds[1]}
+    buy_a = {"type": "buy", "sale_id": world.sales[ROOM_A], "idempotency_key": "b"}
+    refusals = [
+        (ROOM_B, token(settings, BUYER, Role.VIEWER, ROOM_B), "forbidden"),
+        (ROOM_B, token(settings, "host-b", Role.HOST, ROOM_B), "forbidden"),
+        (ROOM_A, token(settings, "viewer-2", Role.VIEWER, ROOM_A), "not_found"),
+        (ROOM_A, token(settings, "mod-a", Role.MODERATOR, ROOM_A), "not_found"),
+        (ROOM_A, token(settings, "host-a", Role.HOST, ROOM_A), "not_found"),
+    ]
+    for room, who, code in refusals:
+        socket = await Socket.open(ws_url(served.url, room, token=who))
+        for command in (confirm, cancel):
+            answer = await socket.ask(command)
+            assert answer is not None and answer["type"] == "error", (room, command, answer)
+            assert answer.get("error") == code, (room, command, answer)
+        if room == ROOM_B:  # nor buy in room A's sale from room B
+            answer = await socket.ask(buy_a)
+            assert answer is not None and answer.get("error") == "forbidden", answer
+        await socket.close()
+    figures = await check(
+        await client.get(
+            f"/api/sales/{world.sales[ROOM_A]}", headers=bearer(actor_token(settings, Who.HOST))
+        ),
+        200,
+    )
+    assert (figures["held"], figures["sold"]) == (3, 0), figures
+    buyer = await Socket.open(
+        ws_url(served.url, ROOM_A, token=token(settings, BUYER, Role.VIEWER, ROOM_A))
+    )
+    order = await buyer.ask(confirm)
+    assert order is not None and order["type"] == "reply", order
+    assert order["data"]["buyer"] == BUYER and order["data"]["reservation_id"] == world.holds[0]
+    released = await buyer.ask(cancel)
+    assert released is not None and released["type"] == "reply", released
+    assert released["data"] == {"id": world.holds[1], "state": "released"}
+    await buyer.close()
+
+
+async def test_a_token_whose_sub_or_name_is_not_text_is_refused(
+    client: httpx.AsyncClient, served: Served, settings: Settings
+) -> None:
+    await make_world(client, settings, holds=0)
+    for claims in ({"sub": "odd", "name": "x\ud800"}, {"sub": "x\ud800"}):
+        odd = signed(
+            settings, {"role": "viewer", "room": ROOM_A, "exp": int(time.time()) + 600, **claims}
+        )
+        response = await client.post(
+            f"/api/rooms/{ROOM_A}/comments", json={"text": "hi"}, headers=bearer(odd)
+        )
+        assert response.status_code == 401, (claims, response.status_code, response.text)
+        socket = await Socket.open(ws_url(served.url, ROOM_A, token=odd), wait_welcome=False)
+        assert await socket.next_frame(("welcome",)) is None
+        assert socket.close_code == CloseCode.UNAUTHORIZED, claims

@@ -121,23 +121,27 @@ class Buying:
     async def confirm(
         self, reservation_id: str, actor: Actor, payment_ref: str, *, show_name: bool = False
     ) -> dict[str, Any]:
-        """Hold to order. `show_name`: the buyer allows their name in the "just bought" event."""
+        """Hold to order, by its buyer or by a service of the room on the buyer's behalf (a
+        payment provider's callback): the order is the buyer's either way, with the same
+        idempotency. `show_name`: the buyer allows their name in the "just bought" event."""
         if not 0 < len(payment_ref) <= 200:
             raise invalid("payment_ref must be 1-200 characters")
-        sale, hold = await self._hold_of(reservation_id, actor)
+        sale, hold = await self._hold_of(reservation_id, actor, on_behalf=actor.service)
+        buyer = hold.buyer if hold is not None else None if actor.service else actor.user
         if hold is None or hold.state is HoldState.CONFIRMED:
-            return await self._order(sale, reservation_id, actor, not_found("no such reservation"))
+            missing = not_found("no such reservation")
+            return await self._order(sale, reservation_id, buyer, missing, payment_ref)
         begun = await self.lock.begin_confirm(reservation_id)
         if not begun.ok:
             if begun.state in (HoldState.EXPIRED, HoldState.RELEASED, HoldState.CONFIRMED, None):
                 # Over, says Redis; PostgreSQL has the last word (Redis may have gone back).
                 gone = Conflict("expired", "the hold has expired or was cancelled")
-                return await self._order(sale, reservation_id, actor, gone)
+                return await self._order(sale, reservation_id, buyer, gone, payment_ref)
             raise Conflict("conflict", f"the hold cannot be confirmed ({begun.reason})")
         request = OrderRequest(
             reservation_id,
             sale.id,
-            actor.user,
+            hold.buyer,
             hold.qty,
             sale.price_cents,
             sale.limit_per_buyer,
@@ -152,7 +156,9 @@ class Buying:
             raise unavailable(RETRY_CONFIRM) from None
         if isinstance(result, Order):
             await self._tell_redis(sale, result)
-            await self.announcer.purchased(sale, actor.display_name if show_name else None)
+            _same_payment(result, payment_ref)
+            name = actor.display_name if show_name and not actor.service else None
+            await self.announcer.purchased(sale, name)
             return result.view()
         if isinstance(result, Mismatch):
             metrics.ORDER_MISMATCHES.inc()
@@ -178,17 +184,27 @@ class Buying:
         raise Conflict("expired", "the confirm was rolled back after it stalled; reserve again")
 
     async def _order(
-        self, sale: Sale, reservation_id: str, actor: Actor, otherwise: Refusal
+        self,
+        sale: Sale,
+        reservation_id: str,
+        buyer: str | None,
+        otherwise: Refusal,
+        payment_ref: str | None = None,
     ) -> dict[str, Any]:
         """The buyer's order of this hold from PostgreSQL (a retry after the answer was lost, or
-        a hold Redis no longer has right); `otherwise` when there is none."""
+        a hold Redis no longer has right); `otherwise` when there is none. `buyer` None: a
+        service asks, for whichever buyer the order is (Redis no longer says whose hold it was).
+        A confirm (`payment_ref`) with another payment reference is not a retry: see
+        `_same_payment`."""
         try:
             order = await self.store.order(reservation_id)
         except STORAGE_ERRORS:
             raise unavailable(RETRY_CONFIRM) from None
-        if order is None or order.buyer != actor.user or order.sale_id != sale.id:
+        if order is None or order.sale_id != sale.id or buyer not in (None, order.buyer):
             raise otherwise
         await self._tell_redis(sale, order)
+        if payment_ref is not None:
+            _same_payment(order, payment_ref)
         return order.view()
 
     async def _tell_redis(self, sale: Sale, order: Order) -> None:
@@ -205,21 +221,24 @@ class Buying:
         sale, hold = await self._hold_of(reservation_id, actor)
         already = Conflict("confirmed", "the reservation is already an order")
         if hold is None or hold.state is HoldState.CONFIRMED:
-            await self._order(sale, reservation_id, actor, not_found("no such reservation"))
+            await self._order(sale, reservation_id, actor.user, not_found("no such reservation"))
             raise already
         if hold.state is HoldState.CONFIRMING:
             raise Conflict("conflict", "a confirm of this reservation is in progress")
         if await self.store.decide_void(reservation_id, sale.id) is Outcome.ORDER:
-            await self._order(sale, reservation_id, actor, not_found("no such reservation"))
+            await self._order(sale, reservation_id, actor.user, not_found("no such reservation"))
             raise already
         await self.lock.cancel(reservation_id)  # a hold already over stays over
         self.announcer.stock_changed(sale.id)
         await self.lifecycle.reopen_if_stock(sale.id)
         return {"id": reservation_id, "state": "released"}
 
-    async def _hold_of(self, reservation_id: str, actor: Actor) -> tuple[Sale, HoldRecord | None]:
+    async def _hold_of(
+        self, reservation_id: str, actor: Actor, *, on_behalf: bool = False
+    ) -> tuple[Sale, HoldRecord | None]:
         """The sale and the caller's hold (None when Redis has no such hold); 404 when the id is
-        not a hold of a sale or the hold is someone else's, 403 for another room's token."""
+        not a hold of a sale or the hold is someone else's, 403 for another room's token. A
+        service of the room reaches any buyer's hold `on_behalf` of the buyer (to confirm it)."""
         try:
             sale_id = sale_id_of(pool_of(reservation_id))
         except ValueError:
@@ -227,9 +246,9 @@ class Buying:
         if sale_id is None:
             raise not_found("no such reservation")
         sale = await self.lifecycle.fixed(sale_id)
-        authorize(actor, sale.room, Action.BUY)
+        authorize(actor, sale.room, Action.CONFIRM_FOR_BUYER if on_behalf else Action.BUY)
         hold = await self.lock.get_hold(reservation_id)
-        if hold is not None and hold.buyer != actor.user:
+        if hold is not None and hold.buyer != actor.user and not on_behalf:
             raise not_found("no such reservation")
         return sale, hold
 
@@ -256,3 +275,12 @@ def _hold_view(hold: Hold, sale: Sale) -> dict[str, Any]:
         "state": hold.state.value,
         "price_cents": sale.price_cents,
     }
+
+
+def _same_payment(order: Order, payment_ref: str) -> None:
+    """A confirm of a hold that is an order already is a retry only with the order's payment
+    reference. Another one is a second payment (a provider's callback for another charge, a
+    client's bug): answered 409 `conflict`, so that the payer refunds it instead of taking the
+    order for its own."""
+    if order.payment_ref != payment_ref:
+        raise Conflict("conflict", "this reservation was confirmed with another payment_ref")

@@ -8,7 +8,7 @@ import logging
 from flash_sales import metrics
 from flash_sales.announcements import SaleAnnouncer
 from flash_sales.lifecycle import SaleLifecycle
-from flash_sales.model import Outcome, Sale, SaleState, sale_id_of
+from flash_sales.model import MAX_HOLD_SECONDS, Outcome, Sale, SaleState, sale_id_of
 from flash_sales.repair import PoolRepair
 from flash_sales.store import SaleStore
 from inventory_lock import InventoryLock
@@ -16,7 +16,9 @@ from rooms.errors import STORAGE_ERRORS
 
 log = logging.getLogger("live.flash_sales")
 
-RECENTLY_ENDED_S = 3600  # ended sales whose pools are kept on the sweepers' list
+# Ended sales whose pools the sweeps still walk: a hold taken just before the end expires
+# within MAX_HOLD_SECONDS, and a stuck confirm is ended within seconds of that.
+RECENTLY_ENDED_S = MAX_HOLD_SECONDS + 600
 
 
 class SaleMaintenance:
@@ -36,6 +38,11 @@ class SaleMaintenance:
         self.repair = repair
         self.announcer = announcer
         self.stuck_confirm_ms = int(stuck_confirm_s * 1000)
+        # The pools the sweeps walk, from PostgreSQL (live sales', and recently ended sales'
+        # that Redis still has), as check_pools last read them. PostgreSQL's list, not a
+        # registry key in Redis: on a cluster such a key lives on one shard, whose failover
+        # would lose registrations and stop every shard's sweeps meanwhile.
+        self.pools: list[str] = []
 
     async def check_pools(self) -> None:
         """Every live sale's pool against PostgreSQL: repaired when missing, stale (Redis
@@ -52,7 +59,7 @@ class SaleMaintenance:
             if not snap.closed:  # the end failed half way (or raced a start): finish it
                 log.warning("sale %s: ended, but its pool was open; closed now", ended.id)
                 await self.lifecycle.finish_end(ended)
-        await self.lock.register([sale.pool for sale in sales] + kept)
+        self.pools = [sale.pool for sale in sales] + kept
         for sale in sales:
             try:
                 await self._check(sale)
@@ -78,13 +85,40 @@ class SaleMaintenance:
                 snap.confirming,
             )
             await self.repair.repair(sale, "behind")
+        elif sale.stock != snap.stock and not snap.stock_changes_pending:
+            await self._check_stock(sale, snap.stock)
         elif sale.state is SaleState.OPEN and snap.remaining <= 0:
             await self.lifecycle.sold_out(sale.id)  # a reserve elsewhere raced an expiry
         elif sale.state is SaleState.SOLD_OUT and snap.remaining > 0:
             await self.lifecycle.reopen_if_stock(sale.id)
 
+    async def _check_stock(self, sale: Sale, redis_stock: int) -> None:
+        """Repair a pool whose stock is not PostgreSQL's when no change is in flight. A change
+        that completed between the two reads looks the same, so both are read again: Redis
+        first, then PostgreSQL, then Redis; with no change pending and Redis's stock the same at
+        both ends, PostgreSQL's stock read between them is the one Redis should have."""
+        fresh = await self.store.get(sale.id)
+        again = await self.lock.snapshot(sale.pool)
+        if fresh is None or again is None or again.stock_changes_pending:
+            return
+        if again.stock == redis_stock and fresh.stock != redis_stock:
+            log.error(
+                "sale %s: Redis stock %d is not PostgreSQL's %d", sale.id, redis_stock, fresh.stock
+            )
+            await self.repair.repair(fresh, "stock")
+
+    async def recover_stock_changes(self) -> None:
+        """End each stock change stuck between Redis and PostgreSQL (see flash_sales/stock.py)
+        as PostgreSQL decides, as `recover_confirms` does for confirms."""
+        for pool in list(self.pools):
+            sale_id = sale_id_of(pool)
+            if sale_id is not None and await self.repair.settle_stock_changes(
+                sale_id, stuck_ms=self.stuck_confirm_ms
+            ):
+                await self.lifecycle.reopen_if_stock(sale_id)
+
     async def sweep_expired(self) -> None:
-        for result in await self.lock.expire_due_all():
+        for result in await self.lock.expire_due_many(self.pools):
             sale_id = sale_id_of(result.pool)
             if result.holds and sale_id is not None:
                 self.announcer.stock_changed(sale_id)
@@ -95,7 +129,7 @@ class SaleMaintenance:
         way PostgreSQL decides: an order if one was written, else void, claimed so that no late
         write of that confirm can make one afterwards; then Redis follows."""
         now_ms = await self.lock.server_ms()  # the clock the holds were stamped with
-        for pool in await self.lock.pools():
+        for pool in list(self.pools):
             sale_id = sale_id_of(pool)
             if sale_id is None:
                 continue
@@ -118,7 +152,7 @@ class SaleMaintenance:
         """A pool whose sale has ended and that has no hold in flight is only memory (and work
         for every sweeper): drop it, and forget pools of ended sales that are gone already.
         Orders stay in PostgreSQL; a retried confirm finds them."""
-        for pool in await self.lock.pools():
+        for pool in list(self.pools):
             sale_id = sale_id_of(pool)
             if sale_id is None:
                 continue

@@ -5,7 +5,8 @@ from prometheus_client import Counter
 POOL_REPAIRS = Counter(
     "live_sales_pool_repairs_total",
     "Pools repaired from PostgreSQL before selling again, by what was found",
-    ["reason"],  # missing, stale (Redis restarted, restored or failed over), behind
+    # missing, stale (Redis restarted, restored or failed over), behind, stock (not PostgreSQL's)
+    ["reason"],
 )
 ADOPTED_ORDERS = Counter(
     "live_sales_adopted_orders_total",

@@ -72,7 +72,7 @@ class Sale:
 class Order:
     id: int
     reservation_id: str
-    sale_id: int
+    sale_id: int | None  # None: an auction's order (orders.auction_id)
     buyer: str
     qty: int
     price_cents: int

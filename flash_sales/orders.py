@@ -8,7 +8,10 @@ holds up only its own buyers). The statement, all or nothing:
   gets no second row, so a late confirm can never add an order to a hold that was rolled back;
 - inserts the orders, adds them to `sales.sold` (CHECK sold <= stock) and to each buyer's
   `sale_buyers.bought` (CHECK bought <= the sale's limit): PostgreSQL's own guards, which hold
-  even when Redis forgot what it sold.
+  even when Redis forgot what it sold;
+- writes the batch's `order.created` events into the outbox (flash_sales/outbox.py): one entry
+  listing its orders, numbered in the same UPDATE of the sale's row. Nothing outside is called,
+  so a receiver that is slow or down never slows a confirm.
 A guard that fails rolls the batch back; its orders are then written one by one, so only the
 order that would oversell or pass the limit is refused. The answer for a hold already decided
 is read afterwards, and an earlier order counts only if it is this buyer's, sale's and quantity.
@@ -25,6 +28,7 @@ from typing import Literal
 import asyncpg
 
 from flash_sales.model import Order, OrderRequest, Outcome
+from flash_sales.outbox import ORDER_CREATED
 from flash_sales.store import ORDER_COLUMNS, ORDER_FIELDS, order_of
 
 log = logging.getLogger("live.flash_sales")
@@ -32,7 +36,23 @@ log = logging.getLogger("live.flash_sales")
 DEFAULT_MAX_BATCH = 256
 DEFAULT_MAX_PENDING = 10_000
 
-_PLACE = f"""
+
+def place_statement(outbox: bool) -> str:
+    """The group-commit statement; with `outbox`, one outbox entry with an `order.created` event
+    per order placed (in order id order), numbered from the sale's event counter in the same
+    UPDATE of the sale's row (see flash_sales/outbox.py). Without it (bench/confirm.py's
+    baseline) the statement of issue 12."""
+    counter = ", event_seq = event_seq + (SELECT count(*) FROM placed)" if outbox else ""
+    announced = (
+        f"""
+), announced AS (
+    INSERT INTO outbox (sale_id, seq, type, order_ids)
+    SELECT $5, min(s.event_seq) - count(*) + 1, '{ORDER_CREATED}', array_agg(p.id ORDER BY p.id)
+    FROM placed p, sold s HAVING count(*) > 0"""
+        if outbox
+        else ""
+    )
+    return f"""
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[])
         AS i (reservation_id, buyer_id, qty, payment_ref)
@@ -50,19 +70,20 @@ WITH input AS (
     ON CONFLICT (reservation_id) DO NOTHING  -- written by a release without hold_outcomes
     RETURNING {ORDER_COLUMNS}
 ), sold AS (
-    UPDATE sales SET sold = sold + (SELECT sum(qty) FROM placed)
+    UPDATE sales SET sold = sold + (SELECT sum(qty) FROM placed){counter}
     WHERE id = $5 AND EXISTS (SELECT 1 FROM placed)
-    RETURNING id
+    RETURNING id, event_seq
 ), bought AS (
     -- After `sold` (it reads it): every batch of a sale locks the sale's row before any buyer's.
     INSERT INTO sale_buyers (sale_id, buyer_id, bought, max_per_buyer)
     SELECT $5, buyer_id, sum(qty), $7::int FROM placed WHERE EXISTS (SELECT 1 FROM sold)
     GROUP BY buyer_id
     ON CONFLICT (sale_id, buyer_id) DO UPDATE SET bought = sale_buyers.bought + EXCLUDED.bought
-    RETURNING buyer_id
+    RETURNING buyer_id{announced}
 )
 SELECT {ORDER_COLUMNS} FROM placed
 """
+
 
 _DECIDED = f"""
 SELECT h.reservation_id AS decided, h.outcome, {", ".join(f"o.{c}" for c in ORDER_FIELDS)}
@@ -119,8 +140,12 @@ class OrderWriter:
         max_batch: int = DEFAULT_MAX_BATCH,
         max_pending: int = DEFAULT_MAX_PENDING,
         timeout_s: float = 5.0,
+        outbox: bool = True,
     ) -> None:
+        """`outbox`: write the `order.created` events with the orders (off only to measure
+        what they cost)."""
         self.pg = pg
+        self._place = place_statement(outbox)
         self.max_batch = max_batch
         self.max_pending = max_pending
         self.timeout_s = timeout_s
@@ -203,7 +228,7 @@ class OrderWriter:
         ordered = [unique[rid] for rid in sorted(unique)]
         async with asyncio.timeout(self.timeout_s), self.pg.acquire() as conn:
             rows = await conn.fetch(
-                _PLACE,
+                self._place,
                 [r.reservation_id for r in ordered],
                 [r.buyer for r in ordered],
                 [r.qty for r in ordered],

@@ -1,7 +1,8 @@
 """Compare each sale's counts in Redis with its orders in PostgreSQL and say whether the
 invariants hold: Redis `stock = remaining + held + confirming + confirmed` (recomputed from the
 hold records), PostgreSQL `sold <= stock` and `sold = sum(orders)`, and confirmed in Redis equal
-to the orders in PostgreSQL (while the pool exists)."""
+to the orders in PostgreSQL and the same stock in both (while the pool exists and no stock change
+is in flight)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ async def reconcile(store: SaleStore, lock: InventoryLock, sale_ids: list[int]) 
             )
             continue
         problems.extend(f"redis: {p}" for p in check.problems)
+        if check.stock != sale.stock and not check.stock_changes_pending:
+            problems.append(f"redis stock {check.stock} != postgres stock {sale.stock}")
         if (
             check.confirmed + check.confirming < figures["items"]
             or check.confirmed > figures["items"]

@@ -5,9 +5,13 @@ writes, a restored snapshot, a failover to a lagging replica). inventory_lock ma
 `stale` (its Redis run id changed) and reserve refuses it. A repair:
 1. fences the pool (created empty if missing) with a token of its own and a lease: nothing
    sells from here on, and only the last repair to fence may unfence;
-2. reads the sale and every order of it from PostgreSQL;
+2. ends every stock change the pool has pending the way PostgreSQL decides it (void unless it
+   applied, so that none can apply later), then reads the sale and every order of it;
 3. adopts each order as a confirmed hold (idempotent, whatever Redis had of it);
-4. closes the pool if the sale is no longer live, then unfences it.
+4. closes the pool if the sale is no longer live, then unfences it with the stock PostgreSQL
+   has. No change can begin in Redis while the pool is fenced, but one begun before a Redis
+   restart lost its record may still apply in PostgreSQL after step 2 read the stock: its call
+   then finds no record to settle and repairs the pool again (flash_sales/stock.py `_settle`).
 An order committed after step 2 started belongs to a confirm that finishes in Redis after step
 1, so that confirm finds its hold missing or not confirming and adopts its order itself (see
 `adopt`); a repair can therefore not miss a confirm committed during it. A buyer found above the
@@ -25,7 +29,7 @@ from flash_sales import metrics
 from flash_sales.announcements import SaleAnnouncer
 from flash_sales.model import LIVE_STATES, Order, Sale
 from flash_sales.store import SaleStore
-from inventory_lock import Adopted, InventoryLock, OrderFact, PoolReason
+from inventory_lock import Adopted, InventoryLock, OrderFact, PoolReason, StockState
 
 log = logging.getLogger("live.flash_sales")
 
@@ -75,6 +79,7 @@ class PoolRepair:
         if not fenced.ok:
             log.error("sale %s: cannot fence its pool for a repair: %s", sale.id, fenced.reason)
             return False
+        await self.settle_stock_changes(sale.id, stuck_ms=0)
         now = await self.store.get(sale.id)
         if now is None:
             return False
@@ -101,7 +106,7 @@ class PoolRepair:
             )
         if now.state not in LIVE_STATES:
             await self.lock.close(sale.pool)
-        done = await self.lock.unfence(sale.pool, token)
+        done = await self.lock.unfence(sale.pool, token, now.stock)
         if fenced.reason is PoolReason.CREATED:
             reason = "missing"
         metrics.POOL_REPAIRS.labels(reason).inc()
@@ -116,6 +121,41 @@ class PoolRepair:
         )
         self.announcer.stock_changed(sale.id)
         return done.ok
+
+    async def settle_stock_changes(self, sale_id: int, *, stuck_ms: int) -> int:
+        """End each stock change pending in the pool for at least `stuck_ms` (its caller gave
+        up or died) the way PostgreSQL decides: applied if it was, else claimed as void so that
+        it never applies later; then Redis follows. How many were ended. The pool's count of
+        pending changes is read first: the changes themselves (every one the sale had, until
+        its pool is dropped) are read only when some are pending."""
+        pool = str(sale_id)
+        snap = await self.lock.snapshot(pool)
+        if snap is None or not snap.stock_changes_pending:
+            return 0
+        pending = [
+            change
+            for change in await self.lock.stock_changes(pool)
+            if change.state is StockState.PENDING
+        ]
+        now_ms = await self.lock.server_ms() if pending else 0
+        ended = 0
+        for change in pending:
+            if now_ms - change.updated_at_ms < stuck_ms:
+                continue
+            decided = await self.store.decide_stock_void(sale_id, change.request_id, change.delta)
+            applied = decided.outcome == "applied"
+            await self.lock.settle_stock(pool, change.request_id, applied)
+            log.warning(
+                "sale %s: stock change %s (%+d) ended as %s",
+                sale_id,
+                change.request_id,
+                change.delta,
+                "applied" if applied else "void",
+            )
+            ended += 1
+        if ended:
+            self.announcer.stock_changed(sale_id)
+        return ended
 
     async def confirmed(self, sale: Sale, order: Order) -> None:
         """Tell Redis the hold of `order` is confirmed: confirming -> confirmed, or, when Redis

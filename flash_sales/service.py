@@ -16,6 +16,7 @@ from flash_sales.lifecycle import SaleLifecycle
 from flash_sales.maintenance import SaleMaintenance
 from flash_sales.orders import OrderWriter
 from flash_sales.repair import PoolRepair
+from flash_sales.stock import StockChanges
 from flash_sales.store import SaleStore
 from inventory_lock import InventoryLock
 from rooms.log import RoomLog
@@ -42,6 +43,7 @@ class SaleService:
         self.repair = PoolRepair(store, lock, self.announcer)
         self.lifecycle = SaleLifecycle(store, lock, self.announcer)
         self.buying = Buying(self.lifecycle, store, lock, writer, self.repair, self.announcer)
+        self.stock = StockChanges(store, lock, self.lifecycle, self.repair, self.announcer)
         self.maintenance = SaleMaintenance(
             store,
             lock,
@@ -60,6 +62,7 @@ class SaleService:
             (0.25, self.maintenance.check_pools),
             (0.25, self.maintenance.sweep_expired),
             (1.0, self.maintenance.recover_confirms),
+            (1.0, self.maintenance.recover_stock_changes),
             (5.0, self.maintenance.drop_finished_pools),
             (STOCK_INTERVAL_S, self.announcer.announce_stock),
         ]

@@ -7,15 +7,34 @@ several processes move a sale once and exactly one of them learns it did.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
-from flash_sales.model import Order, Outcome, Sale, SaleState
+from flash_sales import outbox
+from flash_sales.model import MAX_STOCK, Order, Outcome, Sale, SaleState
 from inventory_lock import OrderFact
 
 FACTS_PAGE = 5000  # orders per query when a repair reads a sale's orders
+
+
+class _Refused(Exception):
+    """A stock change PostgreSQL refused: its transaction is rolled back."""
+
+
+@dataclass(frozen=True)
+class StockDecision:
+    """How PostgreSQL decided a stock change: `applied` (with the sale's stock after it and
+    what it has sold now), `void` (rolled back by a sweep or a repair), `refused` (the sale is
+    not in a state that takes it, or it would go below what is sold or above the maximum), or
+    `mismatch` (the request id was used with another delta)."""
+
+    outcome: Literal["applied", "void", "refused", "mismatch"]
+    stock: int = 0
+    sold: int = 0
+
 
 _SALE_COLUMNS = (
     "id, room_id, product_id, price_cents, stock, sold, limit_per_buyer, hold_seconds, state, "
@@ -78,8 +97,8 @@ class SaleStore:
         return sale
 
     async def fixed(self, sale_id: int) -> Sale | None:
-        """The sale with the fields that never change (room, product, price, stock, limit, hold
-        time) right, from memory when it was read before: its state and sold may be old."""
+        """The sale with the fields that never change (room, product, price, limit, hold time)
+        right, from memory when it was read before: its state, stock and sold may be old."""
         return self._fixed.get(sale_id) or await self.sale(sale_id)
 
     async def create(
@@ -127,18 +146,125 @@ class SaleStore:
     async def move(
         self, sale_id: int, from_states: tuple[SaleState, ...], to: SaleState
     ) -> Sale | None:
-        """Move the sale if it is in one of `from_states`; None if another process did."""
+        """Move the sale if it is in one of `from_states`; None if another process did. The
+        move's event (sale.started, sale.sold_out, sale.ended) goes into the outbox in the same
+        transaction as the guarded UPDATE."""
+        event, reopened = outbox.lifecycle_event(from_states, to)
         stamp = {SaleState.OPEN: "started_at", SaleState.ENDED: "ended_at"}.get(to)
         extra = f", {stamp} = coalesce({stamp}, now())" if stamp else ""
-        row = await self.pg.fetchrow(
-            f"""UPDATE sales SET state = $2{extra}
-                WHERE id = $1 AND state = ANY($3::text[])
-                RETURNING {_SALE_COLUMNS}""",
+        async with self.pg.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""UPDATE sales SET state = $2, event_seq = event_seq + 1{extra}
+                    WHERE id = $1 AND state = ANY($3::text[])
+                    RETURNING {_SALE_COLUMNS}, event_seq""",
+                sale_id,
+                to.value,
+                [s.value for s in from_states],
+            )
+            if row is None:
+                return None
+            sale = sale_of(row)
+            data = outbox.sale_data(sale)
+            if reopened:
+                data["reopened"] = True
+            await outbox.add(conn, sale, row["event_seq"], event, data)
+        return sale
+
+    async def change_stock(
+        self, sale_id: int, request_id: str, delta: int, states: tuple[SaleState, ...]
+    ) -> StockDecision:
+        """Apply a stock change once per request id, to a sale in one of `states`, never below
+        what it sold nor above MAX_STOCK; with its `sale.stock_changed` event in the same
+        transaction. What PostgreSQL decided, also for a request decided before."""
+        try:
+            async with self.pg.acquire() as conn, conn.transaction():
+                return await self._change_stock(conn, sale_id, request_id, delta, states)
+        except _Refused:
+            return StockDecision("refused")
+
+    async def _change_stock(
+        self,
+        conn: outbox.Conn,
+        sale_id: int,
+        request_id: str,
+        delta: int,
+        states: tuple[SaleState, ...],
+    ) -> StockDecision:
+        claimed = await conn.fetchval(
+            "INSERT INTO stock_changes (sale_id, request_id, delta, outcome) "
+            "VALUES ($1, $2, $3, 'applied') ON CONFLICT DO NOTHING RETURNING true",
             sale_id,
-            to.value,
-            [s.value for s in from_states],
+            request_id,
+            delta,
         )
-        return None if row is None else sale_of(row)
+        if not claimed:
+            return await self._stock_decided(conn, sale_id, request_id, delta)
+        row = await conn.fetchrow(
+            f"""UPDATE sales SET stock = stock + $2, event_seq = event_seq + 1
+                WHERE id = $1 AND state = ANY($3::text[])
+                  AND stock + $2 >= sold AND stock + $2 <= $4
+                RETURNING {_SALE_COLUMNS}, event_seq""",
+            sale_id,
+            delta,
+            [s.value for s in states],
+            MAX_STOCK,
+        )
+        if row is None:  # refused: nothing of this request stays
+            raise _Refused
+        sale = sale_of(row)
+        await conn.execute(
+            "UPDATE stock_changes SET stock_after = $3 WHERE sale_id = $1 AND request_id = $2",
+            sale_id,
+            request_id,
+            sale.stock,
+        )
+        data = {"delta": delta, "stock": sale.stock, "sold": sale.sold}
+        await outbox.add(conn, sale, row["event_seq"], outbox.STOCK_CHANGED, data)
+        return StockDecision("applied", sale.stock, sale.sold)
+
+    async def stock_decision(
+        self, sale_id: int, request_id: str, delta: int
+    ) -> StockDecision | None:
+        """How PostgreSQL decided the change of this request id, None while it has not."""
+        async with self.pg.acquire() as conn:
+            return await self._stock_row(conn, sale_id, request_id, delta)
+
+    async def decide_stock_void(self, sale_id: int, request_id: str, delta: int) -> StockDecision:
+        """Void the change unless it applied already: the recovery sweep's and a repair's side
+        of the race with the change's own call (see `change_stock`)."""
+        async with self.pg.acquire() as conn:
+            voided = await conn.fetchval(
+                "INSERT INTO stock_changes (sale_id, request_id, delta, outcome) "
+                "VALUES ($1, $2, $3, 'void') ON CONFLICT DO NOTHING RETURNING true",
+                sale_id,
+                request_id,
+                delta,
+            )
+            if voided:
+                return StockDecision("void")
+            return await self._stock_decided(conn, sale_id, request_id, delta)
+
+    async def _stock_decided(
+        self, conn: outbox.Conn, sale_id: int, request_id: str, delta: int
+    ) -> StockDecision:
+        decided = await self._stock_row(conn, sale_id, request_id, delta)
+        assert decided is not None  # the row that conflicted is committed: decisions stay
+        return decided
+
+    async def _stock_row(
+        self, conn: outbox.Conn, sale_id: int, request_id: str, delta: int
+    ) -> StockDecision | None:
+        row = await conn.fetchrow(
+            "SELECT s.delta, s.outcome, s.stock_after, sales.sold FROM stock_changes s "
+            "JOIN sales ON sales.id = s.sale_id WHERE s.sale_id = $1 AND s.request_id = $2",
+            sale_id,
+            request_id,
+        )
+        if row is None:
+            return None
+        if row["delta"] != delta:
+            return StockDecision("mismatch")
+        return StockDecision(row["outcome"], row["stock_after"] or 0, row["sold"])
 
     async def due(self) -> list[Sale]:
         """Sales the scheduler may have to move now."""

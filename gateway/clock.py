@@ -9,8 +9,9 @@ import asyncio
 import logging
 import time
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from rooms.scripts import Client
 
 log = logging.getLogger("live.gateway")
 
@@ -19,7 +20,7 @@ MEASURE_TIMEOUT_S = 1.0  # pings wait at most this long for a measure
 
 
 class ServerClock:
-    def __init__(self, redis: aioredis.Redis, refresh_s: float = REFRESH_S) -> None:
+    def __init__(self, redis: Client, refresh_s: float = REFRESH_S) -> None:
         self._redis = redis
         self._refresh_s = refresh_s
         self._offset_ms = 0.0  # Redis time - this process's time, as last measured

@@ -9,17 +9,27 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from flash_sales.auctions.service import AuctionService
+from flash_sales.auctions.settlement import is_auction_hold
 from flash_sales.model import MAX_HOLD_SECONDS, MAX_LIMIT, MAX_PRICE_CENTS, MAX_STOCK
 from flash_sales.service import SaleService
 from gateway import fields
 from gateway.auth import Authenticator
+from gateway.commands import confirm_hold
 from gateway.http_body import json_body, path_id
 from gateway.protocol import MAX_PAYMENT_REF_LEN
 
 
 class SaleRoutes:
-    def __init__(self, service: Callable[[], SaleService], auth: Authenticator) -> None:
+    def __init__(
+        self,
+        service: Callable[[], SaleService],
+        auth: Authenticator,
+        auctions: Callable[[], AuctionService],
+    ) -> None:
+        """`auctions`: an auction's offer is a hold confirmed at the same route."""
         self._service = service
+        self._auctions = auctions
         self.auth = auth
 
     @property
@@ -73,7 +83,9 @@ class SaleRoutes:
     async def confirm(self, request: Request) -> JSONResponse:
         actor = self.auth.actor(request.headers.get("authorization"))
         body = await json_body(request)
-        order = await self.service.buying.confirm(
+        order = await confirm_hold(
+            self.service,
+            self._auctions(),
             request.path_params["reservation"],
             actor,
             fields.text(body, "payment_ref", max_len=MAX_PAYMENT_REF_LEN),
@@ -81,9 +93,18 @@ class SaleRoutes:
         )
         return JSONResponse(order, status_code=201)
 
+    async def stock(self, request: Request) -> JSONResponse:
+        actor = self.auth.actor(request.headers.get("authorization"))
+        key = request.headers.get("idempotency-key", "")
+        delta = fields.integer(await json_body(request), "delta", low=-MAX_STOCK, high=MAX_STOCK)
+        sale_id = path_id(request, "sale", "sale")
+        return JSONResponse(await self.service.stock.change(sale_id, actor, delta, key))
+
     async def cancel(self, request: Request) -> JSONResponse:
         actor = self.auth.actor(request.headers.get("authorization"))
         reservation = request.path_params["reservation"]
+        if is_auction_hold(reservation):  # the bidder declines an auction's offer
+            return JSONResponse(await self._auctions().decline(reservation, actor))
         return JSONResponse(await self.service.buying.cancel(reservation, actor))
 
     def routes(self) -> list[Route]:
@@ -92,6 +113,7 @@ class SaleRoutes:
             Route("/api/sales/{sale}", self.figures, methods=["GET"]),
             Route("/api/sales/{sale}/start", self.start, methods=["POST"]),
             Route("/api/sales/{sale}/stop", self.stop, methods=["POST"]),
+            Route("/api/sales/{sale}/stock", self.stock, methods=["POST"]),
             Route("/api/sales/{sale}/reservations", self.reserve, methods=["POST"]),
             Route("/api/reservations/{reservation}/confirm", self.confirm, methods=["POST"]),
             Route("/api/reservations/{reservation}", self.cancel, methods=["DELETE"]),

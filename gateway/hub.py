@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from gateway import lanes, metrics
 from gateway.connection import Connection, Frame
-from gateway.protocol import CloseCode, events_frame, snapshot_frame
+from gateway.protocol import CloseCode, direct_frame, events_frame, snapshot_frame
 from gateway.wire import ENCODER
 from rooms.log import Replay
 
@@ -159,6 +159,23 @@ class RoomHub:
             self.fill_gap()
             return
         self._accept(seq, raw, event)
+
+    def receive_direct(self, raw: bytes) -> None:
+        """A message for one user (`{"to", "type", "data"}`, from the room's direct channel):
+        sent to each of that user's connections here as a `direct` frame, outside `events` (no
+        seq: it is not logged), on the reply path, so never conflated or dropped.
+        The connections are scanned (a user may sign in after joining); direct messages are
+        rare next to the room's events (one per lost lead or settlement offer)."""
+        try:
+            message = json.loads(raw)
+            user, kind = str(message["to"]), str(message["type"])
+            frame = direct_frame(kind, message["data"])
+        except (ValueError, TypeError, KeyError):
+            log.warning("room %s: dropped a malformed direct message: %r", self.room, raw[:200])
+            return
+        for connection in [c for c in self.connections if c.user == user]:
+            connection.send(frame)
+        metrics.DIRECT_SENT.inc()
 
     def fill_gap(self) -> None:
         """Read what this hub missed from the log (after a gap or a Redis reconnect)."""

@@ -24,3 +24,6 @@ SLOW_CONSUMER_CLOSES = Counter(
     "live_gateway_slow_consumer_closes_total", "Viewers closed for not keeping up"
 )
 GAP_FILLS = Counter("live_gateway_gap_fills_total", "Gaps in a room's events filled from its log")
+DIRECT_SENT = Counter(
+    "live_gateway_direct_messages_total", "Direct messages (for one user) taken from Redis"
+)

@@ -78,6 +78,17 @@ def _confirm(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _bid(body: dict[str, Any]) -> dict[str, Any]:
+    """The amounts are the domain's to check (`invalid` naming the field), as over HTTP."""
+    return {
+        "auction_id": fields.integer(body, "auction_id", low=1, high=fields.MAX_ID),
+        "amount_cents": body.get("amount_cents"),
+        "max_cents": body.get("max_cents"),
+        "idempotency_key": fields.text(body, "idempotency_key", max_len=MAX_KEY_LEN),
+        "show_name": fields.boolean(body, "show_name"),
+    }
+
+
 def _cancel(body: dict[str, Any]) -> dict[str, Any]:
     return {"reservation_id": fields.text(body, "reservation_id", max_len=MAX_KEY_LEN)}
 
@@ -92,6 +103,7 @@ _SCHEMAS = {
     "buy": _buy,
     "confirm": _confirm,
     "cancel": _cancel,
+    "bid": _bid,
     "ping": _ping,
 }
 
@@ -151,6 +163,12 @@ def events_frame(events: list[bytes], skipped: int = 0) -> str:
     """One frame carrying already-encoded events: joined, never decoded and re-encoded."""
     joined = b",".join(events).decode()
     return f'{{"type":"events","skipped":{skipped},"events":[{joined}]}}'
+
+
+def direct_frame(kind: str, data: Any) -> str:
+    """A message for one user (`outbid`, `auction_offer`...): a frame of its own, so its kind,
+    named by the domain, can never pass for one of the protocol's frame types."""
+    return _dump({"type": "direct", "kind": kind, "data": data})
 
 
 def reply_frame(ref: str | None, data: dict[str, Any]) -> str:

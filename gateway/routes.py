@@ -1,6 +1,6 @@
-"""The whole edge as one Starlette app: the HTTP API of rooms and sales, the WebSocket, the
-pages, the operator's routes, and one family of error handlers. The composition root (live/)
-gives it the services, opened by its lifespan."""
+"""The whole edge as one Starlette app: the HTTP API of rooms, sales and auctions, the
+WebSocket, the pages, the operator's routes, and one family of error handlers. The composition
+root (live/) gives it the services, opened by its lifespan."""
 
 from __future__ import annotations
 
@@ -11,13 +11,17 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
+from flash_sales.auctions.service import AuctionService
 from flash_sales.service import SaleService
+from flash_sales.webhooks.rooms import RoomWebhooks
 from gateway import pages
 from gateway.auth import Authenticator
 from gateway.errors import HANDLERS
 from gateway.health import Check, health_routes
+from gateway.http_auctions import AuctionRoutes
 from gateway.http_rooms import RoomRoutes
 from gateway.http_sales import SaleRoutes
+from gateway.http_webhooks import WebhookRoutes
 from gateway.server import Gateway
 from rooms.service import RoomService
 
@@ -28,8 +32,10 @@ class Edge:
 
     rooms: RoomService
     sales: SaleService
+    webhooks: RoomWebhooks
     gateway: Gateway
     readiness: Mapping[str, Check]
+    auctions: AuctionService
 
 
 def edge_app(
@@ -40,7 +46,9 @@ def edge_app(
 ) -> Starlette:
     routes = [
         *RoomRoutes(lambda: edge().rooms, auth).routes(),
-        *SaleRoutes(lambda: edge().sales, auth).routes(),
+        *SaleRoutes(lambda: edge().sales, auth, lambda: edge().auctions).routes(),
+        *AuctionRoutes(lambda: edge().auctions, lambda: edge().rooms, auth).routes(),
+        *WebhookRoutes(lambda: edge().webhooks, auth).routes(),
         WebSocketRoute("/ws/rooms/{room}", lambda ws: edge().gateway.endpoint(ws)),
         *pages.routes(),
         *health_routes(lambda: edge().readiness, io_timeout_s),

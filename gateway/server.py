@@ -1,6 +1,7 @@
 """The gateway of one process: the registry every session shares: a hub per room with local
-viewers, the one pub/sub subscription that feeds them, presence reports and the catch-up
-backstop, and the closing of every viewer when the process stops. One connection's session (its
+viewers, the pub/sub subscription that feeds them (one connection, or one per shard on a Redis
+Cluster), presence reports and the catch-up backstop, and the closing of every viewer when the
+process stops. One connection's session (its
 token, sync, commands) is gateway/session.py's.
 
 The background work is exposed, not run: `loops()` lists it for the composition root, which runs
@@ -23,7 +24,7 @@ from gateway.connection import Backpressure, Connection
 from gateway.hub import HubConfig, RoomHub
 from gateway.protocol import CloseCode
 from gateway.session import Session, log_failure
-from gateway.subscriber import Subscriber
+from gateway.subscriber import subscriber_for
 from rooms.log import RoomLog
 from rooms.presence import Presence
 from rooms.service import RoomService
@@ -68,9 +69,10 @@ class Gateway:
         self.auth = auth
         self.handlers = handlers
         self.hubs: dict[str, RoomHub] = {}
-        self._by_channel: dict[str, RoomHub] = {}
+        self._by_channel: dict[str, RoomHub] = {}  # a room's events channel -> its hub
+        self._by_direct: dict[str, RoomHub] = {}  # a room's direct channel -> its hub
         self._hub_lock = asyncio.Lock()
-        self.subscriber = Subscriber(rooms.redis, self._deliver, self._reconnected)
+        self.subscriber = subscriber_for(rooms.redis, self._deliver, self._reconnected)
         self.clock = ServerClock(rooms.redis)
         self._seen: dict[str, int] = {}  # each hub's room seq at the previous catch-up
         self._sessions = 0
@@ -126,6 +128,10 @@ class Gateway:
         hub = self._by_channel.get(channel)
         if hub is not None:
             hub.receive(event)
+            return
+        hub = self._by_direct.get(channel)
+        if hub is not None:
+            hub.receive_direct(event)
 
     def _reconnected(self) -> None:
         for hub in self.hubs.values():
@@ -142,13 +148,14 @@ class Gateway:
                     group_size=self.config.group_size,
                 )
                 hub = RoomHub(room, config, self.log.read_since, self.log.position, self._snapshot)
-                channel = self.log.keys(room).channel
+                keys = self.log.keys(room)
                 await hub.start()
                 self.hubs[room] = hub
-                self._by_channel[channel] = hub
+                self._by_channel[keys.channel] = hub
+                self._by_direct[keys.direct] = hub
                 # Subscribed after the hub knows the log position: what is published before the
                 # subscription takes effect shows up as a gap (next event, or the catch-up loop).
-                await self.subscriber.subscribe(channel)
+                await self.subscriber.subscribe(keys.channel, keys.direct)
             hub.add(connection)
             connection.on_stale = lambda stale: hub.resync([stale])
             metrics.CONNECTIONS.inc()
@@ -165,10 +172,11 @@ class Gateway:
                 metrics.CONNECTIONS.dec()
             if hub.connections or self.hubs.get(hub.room) is not hub:
                 return
-            channel = self.log.keys(hub.room).channel
+            keys = self.log.keys(hub.room)
             del self.hubs[hub.room]
-            del self._by_channel[channel]
-            await self.subscriber.unsubscribe(channel)
+            del self._by_channel[keys.channel]
+            del self._by_direct[keys.direct]
+            await self.subscriber.unsubscribe(keys.channel, keys.direct)
             await hub.stop()
         try:
             await self.presence.report(hub.room, 0)

@@ -1,4 +1,6 @@
-"""One Redis pub/sub connection per process, multiplexing every room that has a local viewer.
+"""The rooms' pub/sub in one process, multiplexing every room that has a local viewer: one
+connection on a plain Redis (`Subscriber`), one per shard on a Redis Cluster (`ShardedSubscriber`
+in gateway/sharded.py: rooms publish with SPUBLISH there). `subscriber_for` picks by client.
 
 When Redis drops, the subscriber reconnects by itself, subscribes again to every room and asks
 each hub to fill what it missed from the room's log, so no critical event is lost. redis-py may
@@ -13,9 +15,11 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
+
+from rooms.scripts import Client
 
 log = logging.getLogger("live.gateway")
 
@@ -24,7 +28,11 @@ Reconnected = Callable[[], None]
 
 
 class Subscriber:
-    def __init__(self, client: aioredis.Redis, deliver: Deliver, reconnected: Reconnected) -> None:
+    """Plain pub/sub (SUBSCRIBE) on one connection; the reconnect loop every subscriber shares:
+    `run` connects, reads until the connection fails, drops it and connects again (with
+    backoff), telling the hubs after every reconnect."""
+
+    def __init__(self, client: Client, deliver: Deliver, reconnected: Reconnected) -> None:
         self._client = client
         self._deliver = deliver
         self._reconnected = reconnected
@@ -35,19 +43,20 @@ class Subscriber:
         self.connected = asyncio.Event()
         self.reconnects = 0
 
-    async def subscribe(self, channel: str) -> None:
+    async def subscribe(self, *channels: str) -> None:
+        """Subscribe a room's channels (its events and its direct messages) together."""
         async with self._lock:
-            self._channels.add(channel)
+            self._channels.update(channels)
             if self._pubsub is not None and self.connected.is_set():
                 with contextlib.suppress(Exception):  # the reader resubscribes after a reconnect
-                    await self._pubsub.subscribe(channel)
+                    await self._pubsub.subscribe(*channels)
 
-    async def unsubscribe(self, channel: str) -> None:
+    async def unsubscribe(self, *channels: str) -> None:
         async with self._lock:
-            self._channels.discard(channel)
+            self._channels.difference_update(channels)
             if self._pubsub is not None and self.connected.is_set():
                 with contextlib.suppress(Exception):
-                    await self._pubsub.unsubscribe(channel)
+                    await self._pubsub.unsubscribe(*channels)
 
     async def run(self) -> None:
         """Hold the subscription until cancelled (the service's background task group runs
@@ -118,7 +127,18 @@ class Subscriber:
             if message is None:
                 continue
             if message["type"] == "message":
-                channel = message["channel"]
-                name = channel.decode() if isinstance(channel, bytes) else channel
-                data = message["data"]
-                self._deliver(name, data if isinstance(data, bytes) else data.encode())
+                self._take(message)
+
+    def _take(self, message: dict[str, object]) -> None:
+        channel, data = message["channel"], message["data"]
+        name = channel.decode() if isinstance(channel, bytes) else str(channel)
+        self._deliver(name, data if isinstance(data, bytes) else str(data).encode())
+
+
+def subscriber_for(client: Client, deliver: Deliver, reconnected: Reconnected) -> Subscriber:
+    """Sharded pub/sub on a cluster (where rooms SPUBLISH), plain pub/sub on a plain Redis."""
+    if isinstance(client, RedisCluster):
+        from gateway.sharded import ShardedSubscriber
+
+        return ShardedSubscriber(client, deliver, reconnected)
+    return Subscriber(client, deliver, reconnected)

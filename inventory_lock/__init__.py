@@ -2,15 +2,17 @@
 
 Knows nothing of rooms, HTTP or PostgreSQL. Every change to a pool is one Lua script (lua/),
 replay-safe and timed by the Redis server's clock. Keys of pool P share one hash tag:
-`<prefix>{sale:P}:meta|holds|buyers|due|confirming|idem`; loaded pools are listed in
-`<prefix>inventory:pools` for the sweepers. A hold id is `P.<n>-<nonce>` (`pool_of` reads P back),
-n from a per-pool counter and the nonce random per reserve call, so that ids are never reused
-whatever Redis forgets (a drop, a restart that lost writes, a restored snapshot). A pool is
-marked with the Redis run id it was brought up to date under; after a restart, a restore or a
-failover it refuses to sell (`stale`) until its owner repaired it from the system of record:
-`fence`, `adopt` every order, `unfence`.
+`<prefix>{sale:P}:meta|holds|buyers|due|confirming|idem`, so no command or script spans two slots
+of a Redis Cluster; the engine keeps no list of pools (their owner knows which to sweep). A hold
+id is `P.<n>-<nonce>` (`pool_of` reads P back), n from a per-pool counter and the nonce random
+per reserve call, so that ids are never reused whatever Redis forgets (a drop, a restart that
+lost writes, a restored snapshot). A pool is marked with the Redis run id it was brought up to
+date under; after a restart, a restore or a failover it refuses to sell (`stale`) until its
+owner repaired it from the system of record: `fence`, `adopt` every order, `unfence`.
 Invariant: stock = remaining + held + confirming + confirmed, and per buyer held + confirming +
 confirmed <= limit; `InventoryLock.check` recomputes both.
+A pool's stock changes by request id (`adjust_stock`, then `settle_stock` once the system of
+record decided), replay-safe, never taking what is held, being confirmed or confirmed.
 Reserves go in batches (one script call answers many requests of one pool, each as a single
 reserve would); `ReserveBatcher` gathers the requests that arrive together into those batches.
 """
@@ -33,6 +35,10 @@ from inventory_lock.results import (
     ReserveRequest,
     ReserveResult,
     Snapshot,
+    StockChange,
+    StockReason,
+    StockResult,
+    StockState,
     Transition,
     TransitionReason,
 )
@@ -55,6 +61,10 @@ __all__ = [
     "ReserveRequest",
     "ReserveResult",
     "Snapshot",
+    "StockChange",
+    "StockReason",
+    "StockResult",
+    "StockState",
     "Transition",
     "TransitionReason",
     "pool_of",

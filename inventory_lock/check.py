@@ -15,7 +15,7 @@ TEXT_META = ("run_id", "fenced")  # Redis run ids (see lua/_prelude.lua); every 
 def check_dump(pool: str, reply: list[Any] | None) -> CheckReport | None:
     if reply is None:
         return None
-    meta_raw, holds_raw, buyers_raw, due_raw, confirming_raw, idem_raw = reply
+    meta_raw, holds_raw, buyers_raw, due_raw, confirming_raw, idem_raw, changes_raw = reply
     meta = {key: int(value) for key, value in pairs(meta_raw) if key not in TEXT_META}
     holds = [record(key, value) for key, value in pairs(holds_raw)]
     buyers = {key: int(value) for key, value in pairs(buyers_raw)}
@@ -61,6 +61,9 @@ def check_dump(pool: str, reply: list[Any] | None) -> CheckReport | None:
     known = {hold.id for hold in holds}
     if any(text(hold_id) not in known for hold_id in idem_raw):
         problems.append("an idempotency key points to a missing hold")
+    pending = sum(1 for raw in changes_raw if text(raw).startswith("pending|"))
+    if pending != meta.get("changes_pending", 0):
+        problems.append(f"changes_pending {meta.get('changes_pending', 0)} != records {pending}")
     return CheckReport(
         pool=pool,
         ok=not problems,
@@ -70,4 +73,5 @@ def check_dump(pool: str, reply: list[Any] | None) -> CheckReport | None:
         held=counters[HoldState.HELD],
         confirming=counters[HoldState.CONFIRMING],
         confirmed=counters[HoldState.CONFIRMED],
+        stock_changes_pending=pending,
     )

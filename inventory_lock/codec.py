@@ -17,6 +17,10 @@ from inventory_lock.results import (
     RejectReason,
     ReserveResult,
     Snapshot,
+    StockChange,
+    StockReason,
+    StockResult,
+    StockState,
     Transition,
     TransitionReason,
 )
@@ -95,6 +99,7 @@ def snapshot_reply(pool: str, reply: list[Any] | None) -> Snapshot | None:
         int(value) for value in reply[:9]
     )
     state = text(reply[9])
+    pending = int(reply[10]) if len(reply) > 10 else 0
     return Snapshot(
         pool=pool,
         stock=stock,
@@ -108,6 +113,7 @@ def snapshot_reply(pool: str, reply: list[Any] | None) -> Snapshot | None:
         hold_ms=hold_ms,
         stale=state == "stale",
         fenced=state == "fenced",
+        stock_changes_pending=pending,
     )
 
 
@@ -129,3 +135,17 @@ def expiry_reply(pool: str, reply: list[Any] | None) -> ExpiryResult | None:
 def pairs(flat: list[Any]) -> list[tuple[str, bytes | str]]:
     """[k1, v1, k2, v2, ...] as [(k1, v1), ...] with text keys."""
     return [(text(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+def stock_reply(reply: list[Any]) -> StockResult:
+    """{1, state, stock, remaining} or {0, reason, floor}."""
+    if int(reply[0]):
+        stock, remaining = int(reply[2]), int(reply[3])
+        return StockResult(True, StockState(text(reply[1])), stock, remaining)
+    return StockResult(False, reason=StockReason(text(reply[1])), floor=int(reply[2]))
+
+
+def stock_change(request_id: str, raw: bytes | str) -> StockChange:
+    """Parses "state|delta|updated_ms" (see lua/adjust_stock.lua)."""
+    state, delta, updated = text(raw).split("|", 2)
+    return StockChange(request_id, int(delta), StockState(state), int(updated))

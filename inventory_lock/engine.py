@@ -22,7 +22,6 @@ from inventory_lock.keys import (
     check_prefix,
     hold_ms_of,
     pool_of,
-    registry_key,
     valid_count,
     valid_pool,
     valid_request,
@@ -41,6 +40,9 @@ from inventory_lock.results import (
     ReserveRequest,
     ReserveResult,
     Snapshot,
+    StockChange,
+    StockReason,
+    StockResult,
     Transition,
     TransitionReason,
 )
@@ -62,7 +64,7 @@ class InventoryLock:
     """Pools of stock in Redis; each change to a pool is one atomic Lua call.
 
     `redis` is a `redis.asyncio.Redis` or `RedisCluster`, with or without decode_responses.
-    Keys are `<prefix>{sale:<pool>}:<suffix>`; the set of loaded pools is `<prefix>inventory:pools`.
+    Keys are `<prefix>{sale:<pool>}:<suffix>`, one hash tag (one cluster slot) per pool.
     """
 
     def __init__(
@@ -92,8 +94,6 @@ class InventoryLock:
             and hold_ms is not None
         ):
             return PoolChange(pool, False, PoolReason.INVALID)
-        # Registered first: a crash right after the script must not hide the pool from sweepers.
-        await self.register([pool])
         reply = await self._call("load", pool, [pool, stock, limit_per_buyer, hold_ms])
         return codec.pool_change_reply(pool, reply)
 
@@ -123,7 +123,6 @@ class InventoryLock:
             and valid_text(token)
         ):
             return PoolChange(pool, False, PoolReason.INVALID)
-        await self.register([pool])
         args: list[EncodableT] = [pool, stock, limit_per_buyer, hold_ms, token, lease_ms]
         return codec.pool_change_reply(pool, await self._call("fence", pool, args))
 
@@ -152,19 +151,17 @@ class InventoryLock:
             )
         return result
 
-    async def unfence(self, pool: str, token: str) -> PoolChange:
-        """The pool sells again; `stale` if another repair fenced it since, or Redis restarted
-        since this `fence` (repair again)."""
+    async def unfence(self, pool: str, token: str, stock: int | None = None) -> PoolChange:
+        """The pool sells again, with `stock` (the system of record's) when given; `stale` if
+        another repair fenced it since, or Redis restarted since this `fence` (repair again)."""
         if not valid_pool(pool) or not valid_text(token):
             return PoolChange(pool, False, PoolReason.INVALID)
-        return codec.pool_change_reply(pool, await self._call("unfence", pool, [token]))
-
-    async def register(self, pools: Sequence[str]) -> None:
-        """List pools for the sweepers (idempotent): the registry sits apart from the pools'
-        keys (another slot on a cluster) and may be lost alone, so owners re-register."""
-        valid = [pool for pool in pools if valid_pool(pool)]
-        if valid:
-            await self._redis.sadd(registry_key(self._prefix), *valid)
+        args: list[EncodableT] = [token]
+        if stock is not None:
+            if not valid_count(stock, minimum=0):
+                return PoolChange(pool, False, PoolReason.INVALID)
+            args.append(stock)
+        return codec.pool_change_reply(pool, await self._call("unfence", pool, args))
 
     async def exists(self, pool: str) -> bool:
         return valid_pool(pool) and bool(await self._redis.exists(self.keys(pool).meta))
@@ -176,19 +173,13 @@ class InventoryLock:
         return codec.pool_change_reply(pool, await self._call("close", pool, []))
 
     async def drop(self, pool: str) -> PoolChange:
-        """Unlinks the pool's keys (one command: they share a slot); forgets it in the registry."""
+        """Unlinks the pool's keys (one command: they share a slot)."""
         if not valid_pool(pool):
             return PoolChange(pool, False, PoolReason.INVALID)
         deleted = await self._redis.unlink(*self.keys(pool).all)
-        await self._redis.srem(registry_key(self._prefix), pool)
         if not deleted:
             return PoolChange(pool, False, PoolReason.UNKNOWN_POOL)
         return PoolChange(pool, True)
-
-    async def pools(self) -> list[str]:
-        """Pools loaded through this prefix and not dropped (the sweepers' registry)."""
-        members = await self._redis.smembers(registry_key(self._prefix))
-        return sorted(codec.text(member) for member in members)
 
     async def snapshot(self, pool: str) -> Snapshot | None:
         if not valid_pool(pool):
@@ -281,6 +272,37 @@ class InventoryLock:
         reply = await self._call("confirming", pool, [limit])
         return [codec.record(hold_id, raw) for hold_id, raw in codec.pairs(reply)]
 
+    # -- stock changes -------------------------------------------------------------------------
+    # adjust_stock, the system of record decides, settle_stock: see lua/adjust_stock.lua.
+
+    async def adjust_stock(self, pool: str, request_id: str, delta: int) -> StockResult:
+        """Begin a change of the pool's stock by `delta`, keyed by `request_id`: a decrease
+        takes its units out of `remaining` now (refused with `too_low` when they are held or
+        sold), an increase waits for `settle_stock`. A replay answers as the first call."""
+        if not (
+            valid_pool(pool)
+            and valid_text(request_id)
+            and not isinstance(delta, bool)
+            and valid_count(abs(delta))
+        ):
+            return StockResult(False, reason=StockReason.INVALID)
+        return codec.stock_reply(await self._call("adjust_stock", pool, [request_id, delta]))
+
+    async def settle_stock(self, pool: str, request_id: str, applied: bool) -> StockResult:
+        """End a begun change as the system of record decided: `applied`, or void (a decrease
+        gives its units back). Replay-safe."""
+        if not valid_pool(pool) or not valid_text(request_id):
+            return StockResult(False, reason=StockReason.INVALID)
+        args: list[EncodableT] = [request_id, "applied" if applied else "void"]
+        return codec.stock_reply(await self._call("settle_stock", pool, args))
+
+    async def stock_changes(self, pool: str) -> list[StockChange]:
+        """Every stock change the pool records (one per request id), for sweeps and repairs."""
+        if not valid_pool(pool):
+            return []
+        raw = await self._redis.hgetall(self.keys(pool).changes)
+        return [codec.stock_change(codec.text(k), v) for k, v in raw.items()]
+
     # -- expiry --------------------------------------------------------------------------------
 
     async def expire_due(self, pool: str, batch: int = DEFAULT_EXPIRE_BATCH) -> ExpiryResult | None:
@@ -291,9 +313,12 @@ class InventoryLock:
             return None
         return codec.expiry_reply(pool, await self._call("expire_due", pool, [batch]))
 
-    async def expire_due_all(self, batch: int = DEFAULT_EXPIRE_BATCH) -> list[ExpiryResult]:
-        """`expire_due` on every registered pool; safe to run in every process at once."""
-        pools = await self.pools()
+    async def expire_due_many(
+        self, pools: Sequence[str], batch: int = DEFAULT_EXPIRE_BATCH
+    ) -> list[ExpiryResult]:
+        """`expire_due` on each of `pools` (unknown ones are skipped); safe to run in every
+        process at once. The caller knows its pools (flash_sales: from PostgreSQL): the engine
+        keeps no list of them, which on a cluster would be one key on one shard."""
         results = await asyncio.gather(*(self.expire_due(pool, batch) for pool in pools))
         return [result for result in results if result is not None]
 

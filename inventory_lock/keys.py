@@ -21,8 +21,8 @@ _POOL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # "<pool>.<seq>-<nonce>", or "<pool>.<seq>" as older releases made them (see lua/_prelude.lua).
 _HOLD_RE = re.compile(r"([A-Za-z0-9_-]{1,64})\.([0-9]{1,18})(?:-[0-9a-f]{16})?")
 
-# Order matters: the scripts name them KEYS[1..6].
-KEY_SUFFIXES = ("meta", "holds", "buyers", "due", "confirming", "idem")
+# Order matters: the scripts name them KEYS[1..7].
+KEY_SUFFIXES = ("meta", "holds", "buyers", "due", "confirming", "idem", "changes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,7 @@ class PoolKeys:
     due: str
     confirming: str
     idem: str
+    changes: str  # stock changes by request id (lua/adjust_stock.lua)
 
     @classmethod
     def of(cls, prefix: str, pool: str) -> PoolKeys:
@@ -42,7 +43,15 @@ class PoolKeys:
 
     @property
     def all(self) -> list[str]:
-        return [self.meta, self.holds, self.buyers, self.due, self.confirming, self.idem]
+        return [
+            self.meta,
+            self.holds,
+            self.buyers,
+            self.due,
+            self.confirming,
+            self.idem,
+            self.changes,
+        ]
 
 
 def check_prefix(prefix: str) -> str:
@@ -50,10 +59,6 @@ def check_prefix(prefix: str) -> str:
     if not isinstance(prefix, str) or "{" in prefix or "}" in prefix:
         raise ValueError(f"key prefix must be a string without braces: {prefix!r}")
     return prefix
-
-
-def registry_key(prefix: str) -> str:
-    return f"{prefix}inventory:pools"
 
 
 def valid_pool(pool: object) -> bool:

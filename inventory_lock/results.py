@@ -121,6 +121,7 @@ class Snapshot:
     hold_ms: int
     stale: bool = False  # loaded under another Redis run (or its repair died): repair it
     fenced: bool = False  # a repair is running
+    stock_changes_pending: int = 0  # begun (adjust_stock) and not settled yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,3 +168,46 @@ class CheckReport:
     held: int
     confirming: int
     confirmed: int
+    stock_changes_pending: int = 0
+
+
+class StockReason(StrEnum):
+    TOO_LOW = "too_low"  # it would take what is held, being confirmed or confirmed
+    UNDONE = "undone"  # this request was rolled back
+    MISMATCH = "mismatch"  # this request id was used with another delta
+    CLOSED = "closed"
+    UNKNOWN_POOL = "unknown_pool"
+    STALE = "stale"
+    FENCED = "fenced"
+    INVALID = "invalid"
+    NOT_FOUND = "not_found"  # settle: no such change
+    WRONG_STATE = "wrong_state"  # settle: it was settled the other way
+
+
+class StockState(StrEnum):
+    PENDING = "pending"  # begun in Redis, not decided by the system of record yet
+    DONE = "done"  # applied
+    UNDONE = "undone"  # rolled back
+
+
+@dataclass(frozen=True, slots=True)
+class StockResult:
+    """What adjust_stock or settle_stock did: the change's state and the pool's stock and
+    remaining after it; or why not (`floor`: what a decrease may not go below)."""
+
+    ok: bool
+    state: StockState | None = None
+    stock: int = 0
+    remaining: int = 0
+    reason: StockReason | None = None
+    floor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StockChange:
+    """A stock change as the pool records it, for the recovery sweep and a repair."""
+
+    request_id: str
+    delta: int
+    state: StockState
+    updated_at_ms: int

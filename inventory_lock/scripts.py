@@ -33,6 +33,8 @@ ScriptName = Literal[
     "fence",
     "adopt",
     "unfence",
+    "adjust_stock",
+    "settle_stock",
 ]
 SCRIPT_NAMES: tuple[ScriptName, ...] = get_args(ScriptName)
 Call = tuple[Sequence[str], Sequence[EncodableT]]

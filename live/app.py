@@ -15,6 +15,7 @@ from gateway.auth import Authenticator
 from gateway.routes import Edge, edge_app
 from gateway.wire import LiveWebSocketProtocol
 from live.background import Background
+from live.drain import Drain
 from live.services import Services, bounded, build_services
 from live.settings import Settings
 
@@ -57,7 +58,16 @@ async def at_work(opened: Services) -> AsyncIterator[Background]:
     build_services then closes Redis and PostgreSQL."""
     background = Background()
     try:
-        await background.start([*opened.sales.loops(), *opened.gateway.loops()])
+        await background.start(
+            [
+                *opened.sales.loops(),
+                # The end at the deadline, books checked and rebuilt, bids copied, settlement,
+                # settlement pools repaired, settled auctions tidied.
+                *opened.auctions.loops(),
+                *opened.gateway.loops(),
+                *opened.dispatcher.loops(),
+            ]
+        )
         yield background
     finally:
         await bounded("the viewers", opened.gateway.close_viewers())
@@ -66,9 +76,15 @@ async def at_work(opened: Services) -> AsyncIterator[Background]:
         await bounded("the background loops", background.stop())
 
 
-def create_app(settings: Settings, tune: Callable[[Services], None] | None = None) -> Starlette:
+def create_app(
+    settings: Settings,
+    tune: Callable[[Services], None] | None = None,
+    *,
+    drain_on_sigterm: bool = False,
+) -> Starlette:
     """`tune`, if given, is called on the services before they go to work (tests use it for
-    what the settings do not cover, such as the gateway's intervals)."""
+    what the settings do not cover, such as the gateway's intervals). With `drain_on_sigterm`
+    (`live serve`) a SIGTERM drains the node first (live/drain.py)."""
     if not settings.redis_url or not settings.database_url:
         raise ValueError("create_app needs redis_url and database_url (live serve embeds servers)")
 
@@ -78,11 +94,29 @@ def create_app(settings: Settings, tune: Callable[[Services], None] | None = Non
             if tune is not None:
                 tune(opened)
             async with at_work(opened) as background:
+                drain = Drain(
+                    settings.drain_s,
+                    lambda: bounded("the viewers", opened.gateway.close_viewers()),
+                )
+                readiness = {**opened.readiness, "serving": drain.check}
                 app.state.services = opened
                 app.state.background = background
-                app.state.edge = Edge(opened.rooms, opened.sales, opened.gateway, opened.readiness)
+                app.state.drain = drain
+                app.state.edge = Edge(
+                    opened.rooms,
+                    opened.sales,
+                    opened.webhooks,
+                    opened.gateway,
+                    readiness,
+                    auctions=opened.auctions,
+                )
                 calm_garbage_collector()
-                yield
+                if drain_on_sigterm:
+                    drain.install()
+                try:
+                    yield
+                finally:
+                    drain.uninstall()
 
     def edge() -> Edge:
         opened: Edge = app.state.edge
@@ -95,4 +129,4 @@ def create_app(settings: Settings, tune: Callable[[Services], None] | None = Non
 
 def app_from_env() -> Starlette:
     """uvicorn factory for worker processes: settings come from the environment."""
-    return create_app(Settings.from_env())
+    return create_app(Settings.from_env(), drain_on_sigterm=True)

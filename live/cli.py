@@ -1,4 +1,5 @@
-"""The `live` command: serve, migrate, token, version."""
+"""The `live` command: serve, migrate, token, reconcile, webhooks (live/cli_webhooks.py),
+loadtest, version."""
 
 from __future__ import annotations
 
@@ -22,14 +23,12 @@ from gateway import auth
 from gateway.logs import uvicorn_log_config
 from gateway.prometheus import MULTIPROC_ENV
 from live import __version__, db
+from live.cli_base import CliError
 from live.embedded import EmbeddedError, EmbeddedServers
 from live.migrations import runner
+from live.redis_client import open_redis
 from live.settings import Settings, SettingsError
 from rooms.actors import Role
-
-
-class CliError(Exception):
-    """A failure worth one line on stderr and a non-zero exit."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,11 +66,23 @@ def _parser() -> argparse.ArgumentParser:
         "reconcile",
         help="compare Redis counts with PostgreSQL orders; non-zero on a broken invariant",
     )
-    reconcile.add_argument("sale", nargs="*", type=int, help="sale ids (default: every sale)")
+    reconcile.add_argument(
+        "sale", nargs="*", type=int, help="sale ids (default: every sale and auction)"
+    )
+    reconcile.add_argument(
+        "--auction",
+        metavar="ID",
+        type=int,
+        action="append",
+        default=[],
+        help="an auction to check (repeatable); with only these, no sale is checked",
+    )
     reconcile.add_argument("--data-dir", help="embedded servers' data (LIVE_DATA_DIR)")
 
+    from live import cli_webhooks
     from loadtest import cli as loadtest_cli
 
+    cli_webhooks.add_parser(commands)
     loadtest_cli.add_parser(commands)
 
     commands.add_parser("version", help="print the version")
@@ -125,9 +136,7 @@ def _with_servers(settings: Settings, stack: ExitStack) -> Settings:
 
 
 async def _check_and_migrate(settings: Settings) -> list[runner.Migration]:
-    client = aioredis.Redis.from_url(
-        settings.redis_url, socket_timeout=settings.io_timeout_s, socket_connect_timeout=2
-    )
+    client = open_redis(settings.redis_url, settings.io_timeout_s, socket_connect_timeout=2)
     try:
         await asyncio.wait_for(client.ping(), settings.io_timeout_s)
     except Exception as exc:
@@ -225,7 +234,9 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
     print(token)
 
 
-async def _reconcile(settings: Settings, sale_ids: list[int]) -> bool:
+async def _reconcile(settings: Settings, sale_ids: list[int], auction_ids: list[int]) -> bool:
+    """Every sale and auction when none is named; else the sales and auctions named."""
+    from flash_sales.auctions import reconcile as auctions
     from flash_sales.reconcile import reconcile, render
     from flash_sales.store import SaleStore
     from inventory_lock import InventoryLock
@@ -234,25 +245,31 @@ async def _reconcile(settings: Settings, sale_ids: list[int]) -> bool:
         pool = await db.create_pool(settings)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise CliError(f"PostgreSQL at {settings.database_url} does not answer: {exc}") from None
-    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=settings.io_timeout_s)
+    client = open_redis(settings.redis_url, settings.io_timeout_s)
     try:
         store = SaleStore(pool)
-        reports = await reconcile(
-            store, InventoryLock(client, settings.redis_prefix), sale_ids or await store.all_ids()
-        )
+        lock = InventoryLock(client, settings.redis_prefix)
+        everything = not sale_ids and not auction_ids
+        reports = await reconcile(store, lock, await store.all_ids() if everything else sale_ids)
+        if everything:
+            auction_ids = await auctions.all_auction_ids(pool)
+        auction_reports = await auctions.reconcile_auctions(pool, lock, auction_ids)
     except (OSError, aioredis.RedisError) as exc:
         raise CliError(f"Redis at {settings.redis_url} does not answer: {exc}") from None
     finally:
         await client.aclose()
         await pool.close()
-    print(render(reports))
-    return all(r.ok for r in reports)
+    if reports or not auction_reports:
+        print(render(reports))
+    if auction_reports:
+        print(auctions.render(auction_reports))
+    return all(r.ok for r in reports) and all(r.ok for r in auction_reports)
 
 
-def _reconcile_command(settings: Settings, sale_ids: list[int]) -> None:
+def _reconcile_command(settings: Settings, sale_ids: list[int], auction_ids: list[int]) -> None:
     with ExitStack() as stack:
         settings = _with_servers(settings, stack)
-        ok = asyncio.run(_reconcile(settings, sale_ids))
+        ok = asyncio.run(_reconcile(settings, sale_ids, auction_ids))
     if not ok:
         sys.exit(1)
 
@@ -273,9 +290,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "migrate":
             _migrate_command(settings)
         elif args.command == "reconcile":
-            _reconcile_command(settings, args.sale)
+            _reconcile_command(settings, args.sale, args.auction)
         elif args.command == "token":
             _token(settings, args)
+        elif args.command == "webhooks":
+            from live import cli_webhooks
+
+            cli_webhooks.run(settings, args, _with_servers)
     except (CliError, SettingsError, EmbeddedError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

@@ -43,6 +43,13 @@ def _ephemeral_low() -> int:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs; a child of ours that ended is reaped here (a zombie is no server,
+    and would look alive for as long as nobody waits for it)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: ask the kernel
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -50,6 +57,15 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def pid_in(pidfile: Path) -> int | None:
+    """The pid `pidfile` names, if that process runs."""
+    try:
+        pid = int(pidfile.read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -13,11 +13,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
-import redis.asyncio as aioredis
 
+from flash_sales.auctions.service import AuctionService
 from flash_sales.orders import OrderWriter
 from flash_sales.service import SaleService
 from flash_sales.store import SaleStore
+from flash_sales.webhooks.deliveries import DeliveryStore
+from flash_sales.webhooks.dispatcher import Dispatcher
+from flash_sales.webhooks.rooms import RoomWebhooks
 from gateway.auth import Authenticator
 from gateway.commands import commands
 from gateway.connection import Backpressure
@@ -26,6 +29,7 @@ from gateway.server import Gateway, GatewayConfig
 from inventory_lock import InventoryLock
 from live import db
 from live.migrations import runner
+from live.redis_client import RedisClient, open_redis
 from live.settings import Settings
 from rooms.log import RoomLog
 from rooms.presence import Presence
@@ -40,12 +44,15 @@ class Services:
     """The clients and every domain object of one process."""
 
     settings: Settings
-    redis: aioredis.Redis
+    redis: RedisClient
     pg: asyncpg.Pool
     auth: Authenticator
     rooms: RoomService
     sales: SaleService
     gateway: Gateway
+    webhooks: RoomWebhooks
+    dispatcher: Dispatcher
+    auctions: AuctionService
 
     @property
     def readiness(self) -> dict[str, Check]:
@@ -75,17 +82,9 @@ def process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def redis_client(settings: Settings) -> aioredis.Redis:
-    # A burst waits for a free connection (up to the I/O timeout) instead of failing.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        socket_timeout=settings.io_timeout_s,
-        socket_connect_timeout=settings.io_timeout_s,
-        health_check_interval=15,
-        max_connections=512,
-        timeout=settings.io_timeout_s,
-    )
-    return aioredis.Redis.from_pool(pool)
+def redis_client(settings: Settings) -> RedisClient:
+    """A Redis or, for a redis+cluster:// URL, a RedisCluster client (live/redis_client.py)."""
+    return open_redis(settings.redis_url, settings.io_timeout_s)
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -104,7 +103,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
 
 
 def room_service(
-    settings: Settings, pg: asyncpg.Pool, redis: aioredis.Redis, process: str
+    settings: Settings, pg: asyncpg.Pool, redis: RedisClient, process: str
 ) -> RoomService:
     """The room service of process `process` on these clients, with its log and presence, as
     the settings say (comment policy, anonymous watching, the ended-room TTL)."""
@@ -141,11 +140,47 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             # A confirm's caller waits up to twice the I/O timeout for its order.
             stuck_confirm_s=3 * settings.io_timeout_s,
         )
+        auctions = AuctionService(
+            pg,
+            sales.lock,  # the same InventoryLock: settlement pools are auction-<id>
+            room_log,
+            hold_s=settings.auction_hold_s,
+            stuck_confirm_s=3 * settings.io_timeout_s,
+            write_timeout_s=settings.io_timeout_s,  # a bid's PostgreSQL write, then 503
+        )
         auth = Authenticator(settings.resolved_jwt_secret())
         gateway = Gateway(
-            gateway_config(settings), rooms, room_log, presence, auth, commands(rooms, sales)
+            gateway_config(settings),
+            rooms,
+            room_log,
+            presence,
+            auth,
+            commands(rooms, sales, auctions),
         )
-        yield Services(settings, redis, pg, auth, rooms, sales, gateway)
+        dispatcher = Dispatcher(
+            DeliveryStore(pg),
+            settings.webhook_endpoints,
+            settings.webhook_retry,
+            timeout_s=settings.webhook_timeout_s,
+            interval_s=settings.webhook_poll_ms / 1000,
+            retention_s=settings.webhook_retention_s,
+            allow_private=settings.webhook_allow_private,
+        )
+        try:
+            yield Services(
+                settings,
+                redis,
+                pg,
+                auth,
+                rooms,
+                sales,
+                gateway,
+                RoomWebhooks(pg, settings.webhook_allow_private, settings.io_timeout_s),
+                dispatcher,
+                auctions=auctions,
+            )
+        finally:
+            await bounded("the webhook client", dispatcher.aclose())
     finally:
         await bounded("the Redis client", redis.aclose())
         if not await bounded("the PostgreSQL pool", pg.close()):

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+
+from flash_sales.webhooks.endpoints import (
+    GLOBAL,
+    Endpoint,
+    RetryPolicy,
+    check_secrets,
+    check_urls,
+)
+from live.redis_client import cluster_nodes, is_cluster
+from rooms.errors import Invalid
 
 
 class SettingsError(ValueError):
@@ -42,7 +53,21 @@ class Settings:
     ended_room_ttl_s: int = 86400  # how long an ended room's live state stays in Redis
     db_pool_size: int = 10
     io_timeout_s: float = 5.0
+    auction_hold_s: float = 600.0  # how long an auction's winner (or runner-up) has to confirm
     log_level: str = "info"
+    webhook_url: str = ""  # comma-separated global endpoints of every room's events
+    webhook_secret: str = ""  # one secret, or two comma-separated while rotating
+    webhook_timeout_s: float = 5.0  # each delivery attempt
+    webhook_retry_s: float = 1.0  # the first retry's wait; doubles (with jitter) per attempt
+    webhook_retry_max_s: float = 3600.0  # the longest wait between two attempts
+    webhook_max_age_s: float = 86400.0  # then a delivery is dead-lettered (replay: live webhooks)
+    webhook_poll_ms: int = 200  # how often each process's dispatcher looks for work
+    webhook_retention_s: float = 7 * 86400.0  # delivered events are kept this long
+    # Rooms' endpoints may point at loopback, private or link-local addresses (receivers on a
+    # laptop, tests). Off in every env: LIVE_ENV defaults to development, so "on unless
+    # production" would open the SSRF hole on any server that forgot to set it.
+    webhook_allow_private: bool = False
+    drain_s: float = 3.0  # after SIGTERM: /readyz answers 503 this long before viewers are closed
 
     @property
     def origins(self) -> tuple[str, ...]:
@@ -51,6 +76,17 @@ class Settings:
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def webhook_endpoints(self) -> tuple[Endpoint, ...]:
+        """The global endpoints, each with the global secrets."""
+        urls = check_urls(self.webhook_url)
+        secrets = check_secrets(self.webhook_secret) if urls else ()
+        return tuple(Endpoint(GLOBAL, url, secrets) for url in urls)
+
+    @property
+    def webhook_retry(self) -> RetryPolicy:
+        return RetryPolicy(self.webhook_retry_s, self.webhook_retry_max_s, self.webhook_max_age_s)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -111,8 +147,36 @@ class Settings:
                 raise SettingsError(f"LIVE_{name.upper()} must be positive")
         if self.io_timeout_s <= 0:
             raise SettingsError("LIVE_IO_TIMEOUT_S must be positive")
+        if not (self.auction_hold_s > 0 and math.isfinite(self.auction_hold_s)):
+            raise SettingsError("LIVE_AUCTION_HOLD_S must be positive")
+        self._validate_webhooks()
+        if not 0 <= self.drain_s <= MAX_DRAIN_S:
+            raise SettingsError(f"LIVE_DRAIN_S must be between 0 and {MAX_DRAIN_S:g}")
         _check_url("LIVE_REDIS_URL", self.redis_url, REDIS_SCHEMES)
+        _check_cluster_url(self.redis_url)
         _check_url("LIVE_DATABASE_URL", self.database_url, DATABASE_SCHEMES)
+
+    def _validate_webhooks(self) -> None:
+        try:
+            check_urls(self.webhook_url)
+        except Invalid as exc:
+            raise SettingsError(f"LIVE_WEBHOOK_URL: {exc.detail}") from None
+        if self.webhook_url.strip(", ") or self.webhook_secret:
+            try:
+                check_secrets(self.webhook_secret)
+            except Invalid as exc:
+                raise SettingsError(f"LIVE_WEBHOOK_SECRET: {exc.detail}") from None
+        for name in (
+            "webhook_timeout_s",
+            "webhook_retry_s",
+            "webhook_retry_max_s",
+            "webhook_max_age_s",
+            "webhook_poll_ms",
+            "webhook_retention_s",
+        ):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise SettingsError(f"LIVE_{name.upper()} must be positive")
 
     def resolved_jwt_secret(self) -> str:
         """The configured secret, or in development one generated once and kept in data_dir."""
@@ -137,7 +201,8 @@ class Settings:
             ) from None
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+MAX_DRAIN_S = 60.0
 DATABASE_SCHEMES = ("postgresql", "postgres")
 
 
@@ -149,6 +214,14 @@ def _check_url(variable: str, url: str, schemes: tuple[str, ...]) -> None:
     if not sep or scheme.lower() not in schemes:
         allowed = ", ".join(f"{s}://" for s in schemes)
         raise SettingsError(f"{variable} must start with one of {allowed}")
+
+
+def _check_cluster_url(url: str) -> None:
+    if is_cluster(url):
+        try:
+            cluster_nodes(url)
+        except ValueError as exc:
+            raise SettingsError(f"LIVE_REDIS_URL: {exc}") from None
 
 
 def _parse(name: str, kind: Any, raw: str) -> Any:

@@ -84,7 +84,8 @@ def _positive(kind: type[int] | type[float]) -> Any:
 
 
 def add_parser(subparsers: Any) -> None:
-    """`loadtest` with its subcommand `flash-sale`, on the `live` command's subparsers."""
+    """`loadtest` with its subcommands `flash-sale` and `auction`, on the `live` command's
+    subparsers."""
     loadtest = subparsers.add_parser(
         "loadtest", help="load simulations judged on the business invariants"
     )
@@ -209,11 +210,62 @@ def add_parser(subparsers: Any) -> None:
     swarm.add_argument(
         "--expect-remote", metavar="N", type=int, default=0, help="workers from other machines"
     )
+    _add_auction(commands)
+
+
+def _add_auction(commands: Any) -> None:
+    """`loadtest auction`: bidders and snipers against one auction (loadtest/auction_sim.py)."""
+    from loadtest import auction_sim
+
+    auction = commands.add_parser(
+        "auction",
+        help="an auction with N bidders and M snipers bursting in its last second; judged",
+        description=auction_sim.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    auction.add_argument("--url", metavar="URL", help="a running service (default: start one)")
+    auction.add_argument("--jwt-secret", metavar="SECRET", default="", help="with --url")
+    auction.add_argument("--keep-data", action="store_true", help="keep the service's data dir")
+    auction.add_argument("--bidders", metavar="N", type=_positive(int), default=50)
+    auction.add_argument("--snipers", metavar="M", type=int, default=20, help="last-second bids")
+    auction.add_argument(
+        "--duration", metavar="S", type=_positive(int), default=10, help="the auction's seconds"
+    )
+    auction.add_argument("--snipe-window", metavar="S", type=int, default=2, help="0: sudden death")
+    auction.add_argument("--max-extensions", metavar="K", type=int, default=3)
+    auction.add_argument("--start-cents", metavar="C", type=_positive(int), default=1000)
+    auction.add_argument("--increment-cents", metavar="C", type=_positive(int), default=100)
+    auction.add_argument("--seed", metavar="N", type=int, default=None, help="the crowd's dice")
+    auction.add_argument("--skip-reconcile", action="store_true", help="no `live reconcile`")
+    auction.add_argument("--out", metavar="DIR", type=Path, default=None, help="report dir")
+
+
+def auction(args: argparse.Namespace) -> int:
+    from loadtest import auction_sim
+
+    if args.snipers < 0 or args.snipe_window < 0 or args.max_extensions < 0:
+        print(
+            "live loadtest: error: --snipers, --snipe-window and --max-extensions cannot"
+            " be negative",
+            file=sys.stderr,
+        )
+        return 2
+    out: Path = args.out or Path("loadtest-out") / time.strftime("auction-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return auction_sim.simulate(args, out.resolve())
+    except (ServiceError, scenario.SetupError, TransportError, SecretMissing, TimeoutError) as exc:
+        print(f"live loadtest: error: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 def run(args: argparse.Namespace) -> int:
     if args.loadtest_command == "flash-sale":
         return flash_sale(args)
+    if args.loadtest_command == "auction":
+        return auction(args)
     raise ValueError(f"unknown loadtest command {args.loadtest_command!r}")
 
 

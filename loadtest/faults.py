@@ -30,7 +30,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from loadtest.processes import free_port
+from live.embedded_base import free_port
 
 __all__ = ["FaultError", "RedisServer", "SaleRowStall", "cut_connections", "redis_server_binary"]
 

@@ -1,37 +1,12 @@
-"""The processes of a simulation, read from /proc: a service's workers, their connections, a
-free port for the next one, and SIGKILL for the chaos faults."""
+"""The processes of a simulation, read from /proc: a service's workers, their connections, and
+SIGKILL for the chaos faults."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
-import socket
 from pathlib import Path
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now, below the kernel's ephemeral range: a server that
-    restarts on it cannot find it taken by an outgoing connection meanwhile, nor a client that
-    connects while it is down be given it as its own port (TCP connects to itself then)."""
-    low = _ephemeral_low()
-    for _ in range(200):
-        port = random.randint(max(1024, low - 12_000), low - 1)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise OSError("no free port below the ephemeral range")
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32_768  # Linux's default; other systems start higher
 
 
 def child_pids(parent_pid: int) -> list[int]:

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from live.embedded_base import free_port
 from loadtest.api import Api, TransportError
-from loadtest.processes import free_port
 
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0

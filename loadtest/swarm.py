@@ -16,8 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from live.embedded_base import free_port
 from loadtest.params import Params
-from loadtest.processes import free_port
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 

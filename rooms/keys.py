@@ -47,6 +47,12 @@ class RoomKeys:
         return self._key("events")
 
     @property
+    def direct(self) -> str:
+        """Pub/sub only: messages for one user's connections in the room (`{"to", "type",
+        "data"}`), never logged; the room's hash tag keeps them on the room's shard."""
+        return self._key("events:direct")
+
+    @property
     def presence(self) -> str:
         return self._key("presence")
 

@@ -1,5 +1,6 @@
-"""A room's event log: one Lua call appends to a capped stream and publishes, so every event has
-a sequence number, the log's epoch and the server's time, and late or reconnecting readers can
+"""A room's event log: one Lua call appends to a capped stream and publishes (SPUBLISH on a Redis
+Cluster, so a room's messages stay on its shard; PUBLISH on a plain Redis), so every event has a
+sequence number, the log's epoch and the server's time, and late or reconnecting readers can
 replay what they missed from the log with a bounded read. Each event's envelope carries the lane
 (and merge key) its publisher gave it: see rooms/events.py.
 
@@ -12,8 +13,6 @@ import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
-
-import redis.asyncio as aioredis
 
 from rooms import scripts
 from rooms.events import Lane, route
@@ -70,10 +69,12 @@ SNAPSHOT_PART = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class RoomLog:
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: scripts.Client, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
         self._parts: dict[str, None] = {}  # an ordered set
+        self.sharded = scripts.sharded(client)  # SPUBLISH, for SSUBSCRIBE readers
+        self._command = "SPUBLISH" if self.sharded else "PUBLISH"
         self._publish = scripts.load(client, "publish")
         self._read = scripts.load(client, "read")
         self._snapshot = scripts.load(client, "snapshot")
@@ -143,6 +144,7 @@ class RoomLog:
                 recent,
                 event_id or uuid.uuid4().hex,
                 IDS_KEPT,
+                self._command,
             ],
         )
         return Published(int(seq), _text(epoch), _bytes(event))

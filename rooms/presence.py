@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from rooms import scripts
 from rooms.keys import RoomKeys
 
@@ -28,7 +26,7 @@ class Presence:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: scripts.Client,
         prefix: str,
         process_id: str,
         *,

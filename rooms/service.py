@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from rooms import scripts
 from rooms.actors import Action, Actor, authorize
@@ -106,7 +105,7 @@ class RoomService:
     def __init__(
         self,
         pg: asyncpg.Pool,
-        client: aioredis.Redis,
+        client: scripts.Client,
         log: RoomLog,
         presence: Presence,
         policy: CommentPolicy,

@@ -1,4 +1,6 @@
 """Real Redis and PostgreSQL for every test: embedded by default, external through LIVE_TEST_*.
+On a Redis Cluster: `LIVE_TEST_REDIS_CLUSTER=1` starts one of the session's own (3 primaries, 3
+replicas: live/embedded_cluster.py), `LIVE_TEST_REDIS_URL=redis+cluster://host:port,...` names one.
 
 A session starts (or is given) one Redis and one PostgreSQL. Each test works in its own Redis
 key namespace and its own PostgreSQL schema, removed afterwards, so a shared server is never
@@ -17,14 +19,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
-from serve_kit import Served as Served  # re-exported: tests import them from conftest too
-from serve_kit import serve_app as serve_app
+from serve_kit import TEST_SECRET, Served, serve_app
 
 from live.embedded import EmbeddedServers
+from live.embedded_cluster import LocalCluster
+from live.redis_client import RedisClient, is_cluster, open_redis
 from live.settings import Settings
-
-TEST_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 
 
 @dataclass(frozen=True)
@@ -37,19 +37,26 @@ class ServerUrls:
 def server_urls() -> Iterator[ServerUrls]:
     redis_url = os.environ.get("LIVE_TEST_REDIS_URL", "")
     database_url = os.environ.get("LIVE_TEST_DATABASE_URL", "")
+    own_cluster = not redis_url and os.environ.get("LIVE_TEST_REDIS_CLUSTER") == "1"
     if redis_url and database_url:
         yield ServerUrls(redis_url, database_url)
         return
     # Outside pytest's own temp root, which a concurrent pytest run may make unreadable to the
     # PostgreSQL system user (or remove).
     data_dir = Path(tempfile.mkdtemp(prefix="live-test-servers-"))
+    cluster = LocalCluster(data_dir / "cluster", appendonly=False) if own_cluster else None
     try:
+        if cluster is not None:
+            cluster.start()
+            redis_url = cluster.url
         with EmbeddedServers(data_dir, redis=not redis_url, postgres=not database_url) as servers:
             yield ServerUrls(
                 redis_url or (servers.redis.url if servers.redis else ""),
                 database_url or (servers.postgres.url if servers.postgres else ""),
             )
     finally:
+        if cluster is not None:
+            cluster.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -63,12 +70,19 @@ def database_url(server_urls: ServerUrls) -> str:
     return server_urls.database
 
 
+@pytest.fixture(scope="session")
+def on_cluster(redis_url: str) -> bool:
+    """Whether the session's Redis is a Redis Cluster (LIVE_TEST_REDIS_URL=redis+cluster://...)."""
+    return is_cluster(redis_url)
+
+
 @pytest.fixture
 async def namespace(redis_url: str) -> AsyncIterator[str]:
-    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    """A key prefix of this test's own; every key under it is deleted afterwards (on a cluster,
+    scanned on every primary)."""
     prefix = f"t{uuid.uuid4().hex[:12]}:"
     yield prefix
-    client = aioredis.Redis.from_url(redis_url, socket_timeout=10)
+    client = open_redis(redis_url, 10)
     try:
         batch: list[bytes] = []
         async for key in client.scan_iter(match=f"{prefix}*", count=1000):
@@ -83,8 +97,10 @@ async def namespace(redis_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def redis(redis_url: str, namespace: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url, socket_timeout=10)
+async def redis(redis_url: str, namespace: str) -> AsyncIterator[RedisClient]:
+    """A client of the session's Redis, of the kind the service makes (a RedisCluster on a
+    cluster: live/redis_client.py)."""
+    client = open_redis(redis_url, 10)
     yield client
     await client.aclose()
 
@@ -113,6 +129,7 @@ def settings(
         redis_prefix=namespace,
         data_dir=tmp_path / "data",
         jwt_secret=TEST_SECRET,
+        drain_s=0.0,  # a `live serve` a test stops with SIGTERM stops at once
     )
 
 

@@ -19,6 +19,8 @@ from live.embedded import free_port
 from live.services import Services
 from live.settings import Settings
 
+TEST_SECRET = "test-secret-0123456789abcdef0123456789abcdef"  # the JWT secret of every test
+
 
 @dataclass(frozen=True)
 class Served:

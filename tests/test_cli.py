@@ -119,6 +119,7 @@ def test_serve_with_external_servers_and_two_workers(
                 "redis": "ok",
                 "postgres": "ok",
                 "migrations": "ok",
+                "serving": "ok",
             }
         metrics = httpx.get(f"{url}/metrics", timeout=5)
         assert metrics.status_code == 200

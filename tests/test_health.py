@@ -1,4 +1,5 @@
 import httpx
+from serve_kit import Served
 
 from live.migrations import runner
 
@@ -12,8 +13,19 @@ async def test_healthz_and_readyz_answer_json(server: str) -> None:
         assert ready.status_code == 200
         assert ready.json() == {
             "status": "ready",
-            "checks": {"redis": "ok", "postgres": "ok", "migrations": "ok"},
+            "checks": {"redis": "ok", "postgres": "ok", "migrations": "ok", "serving": "ok"},
         }
+
+
+async def test_readyz_fails_while_the_node_drains(served: Served) -> None:
+    """From SIGTERM on (live/drain.py) the load balancer must take the node out."""
+    served.app.state.drain.draining = True
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as client:
+        ready = await client.get("/readyz")
+        health = await client.get("/healthz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["serving"].startswith("error: draining")
+    assert health.status_code == 200  # alive: it is finishing its work
 
 
 async def test_readyz_reports_missing_migrations(

@@ -43,6 +43,8 @@ def test_reads_prefixed_variables_with_types() -> None:
         ({"LIVE_ENV": "staging"}, "LIVE_ENV must be"),
         ({"LIVE_DATABASE_SCHEMA": "a;drop"}, "LIVE_DATABASE_SCHEMA must be an identifier"),
         ({"LIVE_MAX_TICK_MS": "0"}, "LIVE_MAX_TICK_MS must be between 1 and 5000"),
+        ({"LIVE_DRAIN_S": "61"}, "LIVE_DRAIN_S must be between 0 and 60"),
+        ({"LIVE_DRAIN_S": "-1"}, "LIVE_DRAIN_S must be between 0 and 60"),
     ],
 )
 def test_bad_values_name_the_variable(environ: dict[str, str], message: str) -> None:
@@ -82,6 +84,8 @@ def test_overrides_beat_the_variables_of_the_same_settings() -> None:
     [
         ({"LIVE_REDIS_URL": "127.0.0.1:6379"}, "LIVE_REDIS_URL must start with one of redis://"),
         ({"LIVE_DATABASE_URL": "mysql://h/db"}, "LIVE_DATABASE_URL must start with"),
+        ({"LIVE_REDIS_URL": "redis+cluster://h1:1,h2"}, "a cluster node must be host:port"),
+        ({"LIVE_REDIS_URL": "redis+cluster://h1:1/2"}, "a Redis Cluster has only database 0"),
     ],
 )
 def test_urls_need_a_known_scheme(environ: dict[str, str], message: str) -> None:

@@ -21,6 +21,11 @@ Both peers emit each event to the room as one message, which is how those framew
 they are installed from the registries into --peers-dir (default ~/.cache/live-bench), never into
 the repository.
 
+--proxy measures what a load balancer costs instead (no peers): live direct (one node) beside
+two live nodes behind HAProxy (deploy/haproxy.cfg, the proxy on the servers' CPU), the same
+room and workload at each --viewers count; it prints both rows and the proxy's cost (lag added,
+HAProxy's CPU against live's). `--proxy --viewers 2000 --duration 5` takes about a minute.
+
 The workload (--rate events/s): a pin every --pin-every seconds (critical), a stock change every
 fifth event (state), comments for the rest (lossy). Every event carries `pt`, its publish time in
 ms; a viewer's lag is its receive time minus `pt` (one machine, one clock), sampled on about

@@ -14,6 +14,7 @@ from .report import report
 from .run import bench
 
 KINDS = ("live", "node", "socketio")
+PROXY_KINDS = ("live", "live-haproxy")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,6 +24,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--viewers", default="1000,5000,10000", help="comma-separated counts")
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--only", choices=KINDS, help="one server only")
+    parser.add_argument(
+        "--proxy",
+        action="store_true",
+        help="only what HAProxy costs: one live node direct beside two behind HAProxy "
+        "(deploy/haproxy.cfg), at each count (no peers)",
+    )
     parser.add_argument("--rate", type=float, default=200.0, help="room events per second")
     parser.add_argument("--pin-every", type=float, default=3.0, help="seconds between pins")
     parser.add_argument(
@@ -85,8 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     raise_fd_limit()
-    kinds = [args.only] if args.only else list(KINDS)
-    install_peers([k for k in kinds if k != "live"], args.peers_dir)
+    kinds = list(PROXY_KINDS) if args.proxy else [args.only] if args.only else list(KINDS)
+    install_peers([k for k in kinds if not k.startswith("live")], args.peers_dir)
     print(f"peers: {peer_versions(kinds, args.peers_dir) or 'none'}", flush=True)
     if args.gen_cpus:  # the publisher (this process) stays off the server's CPU too
         os.sched_setaffinity(0, args.gen_cpus)

@@ -69,6 +69,7 @@ def report(args: argparse.Namespace, results: dict[str, list[Result]]) -> None:
                 f"redis CPU {_fmt(100 * r.redis_cpu, '.0f')}%, "
                 f"softirq {_fmt(100 * r.irq_cpu, '.0f')}%"
             )
+    proxy_cost(results)
     best = {kind: _best(rows) for kind, rows in results.items()}
     print()
     print(f"largest room with p99 < {P99_GOAL_MS:.0f} ms, one server process on one core:")
@@ -90,7 +91,7 @@ def report(args: argparse.Namespace, results: dict[str, list[Result]]) -> None:
             f"used {passing.server_cpu:.0%} of a core ({per_core:,.0f} viewers per CPU-second)"
         )
     ours = best.get("live")
-    if ours is not None:
+    if ours is not None and {"node", "socketio"} & results.keys():
         every = all(r.ok for r in results["live"] if not r.skipped)
         at_least = ">= " if every else ""
         for peer in ("node", "socketio"):
@@ -110,6 +111,31 @@ def report(args: argparse.Namespace, results: dict[str, list[Result]]) -> None:
             )
         ten_k = next((r for r in results["live"] if r.viewers >= 10_000 and r.ok), None)
         print(f"  10k viewers in one room on this machine: {'yes' if ten_k else 'no'}")
+
+
+def proxy_cost(results: dict[str, list[Result]]) -> None:
+    """What HAProxy costs: two nodes behind it against one node direct, count by count."""
+    direct = {r.viewers: r for r in results.get("live", []) if r.window_s}
+    proxied = {r.viewers: r for r in results.get("live-haproxy", []) if r.window_s}
+    if not direct or not proxied:
+        return
+    print()
+    print("what the proxy costs (two live nodes behind HAProxy vs one live node direct):")
+    for viewers in sorted(direct.keys() & proxied.keys()):
+        one, two = direct[viewers], proxied[viewers]
+        frames = two.per_s(two.frames)
+        per_frame_us = 1e6 * two.proxy_cpu / frames if frames else math.nan
+        print(
+            f"  {viewers} viewers: p50 {_fmt(one.percentile(0.5), '.1f')} -> "
+            f"{_fmt(two.percentile(0.5), '.1f')} ms, p99 {_fmt(one.percentile(0.99), '.1f')} -> "
+            f"{_fmt(two.percentile(0.99), '.1f')} ms "
+            f"({_fmt(two.percentile(0.99) - one.percentile(0.99), '+.1f')} ms); "
+            f"HAProxy {_fmt(100 * two.proxy_cpu, '.0f')}% of a core "
+            f"({_fmt(per_frame_us, '.1f')} µs per frame relayed), live "
+            f"{_fmt(100 * one.server_cpu, '.0f')}% of a core on one node -> "
+            f"{_fmt(100 * two.server_cpu, '.0f')}% over two; HAProxy / live CPU "
+            f"{_fmt(two.proxy_cpu / one.server_cpu, '.2f')}x"
+        )
 
 
 def _best(rows: list[Result]) -> Result | None:

@@ -26,7 +26,12 @@ from .procstats import machine_cpu_s, proc_cpu_s, proc_rss, redis_cpu_s, self_cp
 from .servers import STARTERS, Server, stop_server
 from .workload import Published, Workload, publish_loop
 
-LABELS = {"live": "live", "node": "node socket.io", "socketio": "python-socketio"}
+LABELS = {
+    "live": "live",
+    "live-haproxy": "live 2x+haproxy",
+    "node": "node socket.io",
+    "socketio": "python-socketio",
+}
 P99_GOAL_MS = 250.0
 WARM_UP_S = 2.0
 DRAIN_S = 3.0
@@ -56,6 +61,7 @@ class Result:
     machine_cpu: float = math.nan  # cores busy on the whole machine
     irq_cpu: float = math.nan  # of which (soft) interrupts: mostly the loopback network
     redis_cpu: float = math.nan
+    proxy_cpu: float = math.nan  # cores, HAProxy (live-haproxy only)
     rss_idle: int = 0
     rss_connected: int = 0
     rss_load: int = 0
@@ -86,7 +92,8 @@ class Result:
     def other_cpu(self) -> float:
         """Cores busy with what this bench did not start (other work on the machine)."""
         redis = 0.0 if math.isnan(self.redis_cpu) else self.redis_cpu
-        ours = self.server_cpu + self.gen_cpu + redis + self.irq_cpu
+        proxy = 0.0 if math.isnan(self.proxy_cpu) else self.proxy_cpu
+        ours = self.server_cpu + self.gen_cpu + redis + self.irq_cpu + proxy
         return max(0.0, self.machine_cpu - ours)
 
     @property
@@ -127,9 +134,10 @@ async def run_one(
     server: Server | None = None
     try:
         server = await STARTERS[kind](args, redis, logs)
-        pid = server.proc.pid
+        pids = server.pids
+        proxy = server.proxy.pid if server.proxy is not None else None
         await asyncio.sleep(0.5)
-        result.rss_idle = proc_rss(pid)
+        result.rss_idle = sum(map(proc_rss, pids))
         probe_every = max(1, math.ceil(viewers / args.probes))
         per_worker = [
             viewers // args.workers + (i < viewers % args.workers) for i in range(args.workers)
@@ -140,7 +148,7 @@ async def run_one(
                 continue
             spec = WorkerSpec(
                 index=index,
-                kind="live" if kind == "live" else "sio",
+                kind="live" if kind.startswith("live") else "sio",
                 port=server.port,
                 path=server.path,
                 count=count,
@@ -158,7 +166,7 @@ async def run_one(
             theirs.close()
             workers.append((child, mine))
         errors: dict[str, int] = {}
-        ramp_began, ramp_cpu0 = time.monotonic(), proc_cpu_s(pid)
+        ramp_began, ramp_cpu0 = time.monotonic(), sum(map(proc_cpu_s, pids))
         for _, pipe in workers:
             reply = await _recv(pipe, args.connect_timeout + 30)
             result.connected += reply[1]
@@ -167,8 +175,8 @@ async def run_one(
                 errors[reason] = errors.get(reason, 0) + count
         if server.proc.poll() is not None:
             raise RuntimeError(f"the server exited ({server.proc.returncode})")
-        result.rss_connected = proc_rss(pid)
-        result.ramp_cpu = (proc_cpu_s(pid) - ramp_cpu0) / (time.monotonic() - ramp_began)
+        result.rss_connected = sum(map(proc_rss, pids))
+        result.ramp_cpu = (sum(map(proc_cpu_s, pids)) - ramp_cpu0) / (time.monotonic() - ramp_began)
         await asyncio.sleep(1.0)
         start = time.time() + 0.3
         t0 = start + WARM_UP_S
@@ -179,23 +187,26 @@ async def run_one(
         workload = Workload(args.rate, args.pin_every)
         publishing = asyncio.create_task(publish_loop(server.publish, workload, start, t0, t1))
 
-        async def cpu_now() -> tuple[float, float, tuple[float, float], float]:
-            """CPU seconds so far: server, generators and this process, machine, Redis."""
-            server = proc_cpu_s(pid)
+        async def cpu_now() -> tuple[float, float, tuple[float, float], float, float]:
+            """CPU seconds so far: servers, generators and this process, machine, Redis, the
+            proxy."""
+            server = sum(map(proc_cpu_s, pids))
             generators = workers_cpu_s(workers) + self_cpu_s()
-            return server, generators, machine_cpu_s(), await redis_cpu_s(redis)
+            proxied = proc_cpu_s(proxy) if proxy is not None else math.nan
+            return server, generators, machine_cpu_s(), await redis_cpu_s(redis), proxied
 
         await asyncio.sleep(max(0.0, t0 - time.time()))
         cpu0 = await cpu_now()
         await asyncio.sleep(max(0.0, t1 - time.time()))
         cpu1 = await cpu_now()
-        result.rss_load = proc_rss(pid)
+        result.rss_load = sum(map(proc_rss, pids))
         result.window_s = t1 - t0
         result.server_cpu = (cpu1[0] - cpu0[0]) / result.window_s
         result.gen_cpu = (cpu1[1] - cpu0[1]) / result.window_s
         result.machine_cpu = (cpu1[2][0] - cpu0[2][0]) / result.window_s
         result.irq_cpu = (cpu1[2][1] - cpu0[2][1]) / result.window_s
         result.redis_cpu = (cpu1[3] - cpu0[3]) / result.window_s
+        result.proxy_cpu = (cpu1[4] - cpu0[4]) / result.window_s
         result.published = await asyncio.wait_for(publishing, DRAIN_S + 30)
         for _, pipe in workers:
             _, stats = await _recv(pipe, DRAIN_S + 60)

@@ -1,6 +1,7 @@
 """The servers under test, each its own process pinned as asked: live (`live serve` on the given
-Redis and PostgreSQL, under a prefix and schema of its own that are removed afterwards) and the
-two peers, with the way each one's room events are published."""
+Redis and PostgreSQL, under a prefix and schema of its own that are removed afterwards; or two
+such nodes behind HAProxy) and the two peers, with the way each one's room events are
+published."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from gateway.auth import mint
+from live import haproxy
 from live.embedded import free_port
 from rooms.actors import Role
 from rooms.log import RoomLog
@@ -46,6 +48,13 @@ class Server:
     path: str  # what a viewer's GET asks for
     publish: Publish
     cleanup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    others: list[subprocess.Popen[bytes]] = field(default_factory=list)  # more live nodes
+    proxy: subprocess.Popen[bytes] | None = None  # HAProxy in front of the nodes (`port` is its)
+
+    @property
+    def pids(self) -> list[int]:
+        """The server processes (every live node; not the proxy)."""
+        return [self.proc.pid, *(other.pid for other in self.others)]
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -112,8 +121,7 @@ def _http_status(url: str, method: str = "GET", body: bytes | None = None, token
         return exc.code
 
 
-async def stop_server(server: Server) -> None:
-    proc = server.proc
+async def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -123,6 +131,12 @@ async def stop_server(server: Server) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await asyncio.to_thread(proc.wait)
+
+
+async def stop_server(server: Server) -> None:
+    await asyncio.gather(
+        *(_stop(p) for p in [server.proc, *server.others, *filter(None, [server.proxy])])
+    )
     for step in reversed(server.cleanup):
         try:
             await step()
@@ -131,9 +145,21 @@ async def stop_server(server: Server) -> None:
 
 
 async def start_live(args: argparse.Namespace, redis: aioredis.Redis, logs: Path) -> Server:
+    """One live node, viewers straight on it."""
+    return await _start_live(args, redis, logs, nodes=1, proxied=False)
+
+
+async def start_live_proxied(args: argparse.Namespace, redis: aioredis.Redis, logs: Path) -> Server:
+    """Two live nodes on the same Redis, room and schema, behind HAProxy (deploy/haproxy.cfg,
+    as scripts/cluster runs it), viewers on the proxy; the proxy runs on the servers' CPU."""
+    return await _start_live(args, redis, logs, nodes=2, proxied=True)
+
+
+async def _start_live(
+    args: argparse.Namespace, redis: aioredis.Redis, logs: Path, nodes: int, proxied: bool
+) -> Server:
     tag = uuid.uuid4().hex[:10]
     prefix, schema, room = f"bench-{tag}:", f"bench_{tag}", f"fanout-{tag}"
-    port = free_port()
     env = {
         **os.environ,
         "LIVE_REDIS_URL": args.redis_url,
@@ -141,28 +167,47 @@ async def start_live(args: argparse.Namespace, redis: aioredis.Redis, logs: Path
         "LIVE_REDIS_PREFIX": prefix,
         "LIVE_DATABASE_SCHEMA": schema,
         "LIVE_JWT_SECRET": SECRET,
-        "LIVE_DATA_DIR": str(logs / f"data-{tag}"),
         "LIVE_LOG_LEVEL": "warning",
+        "LIVE_DRAIN_S": "0",
     }
     if args.tick_ms:
         env["LIVE_TICK_MS"] = str(args.tick_ms)
-    cmd = [sys.executable, "-m", args.live_module, "serve", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port)]
-    log_path = logs / f"live-{tag}.log"
-    proc = _spawn(cmd, env, log_path, args, ROOT)
+    ports = [free_port() for _ in range(nodes)]
+    procs = []
+    for n, port in enumerate(ports):
+        cmd = [sys.executable, "-m", args.live_module, "serve", "--host", "127.0.0.1"]
+        cmd += ["--port", str(port)]
+        node_env = env | {"LIVE_DATA_DIR": str(logs / f"data-{tag}-{n}")}
+        procs.append(_spawn(cmd, node_env, logs / f"live-{tag}-{n}.log", args, ROOT))
     room_log = RoomLog(redis, prefix)
 
     async def publish(kind: str, i: int, data: dict[str, Any]) -> None:
         lane, key = Workload.route(kind)
         await room_log.publish(room, kind, data, lane=lane, key=key)
 
-    server = Server("live", port, proc, log_path, room, f"/ws/rooms/{room}", publish)
+    kind = "live-haproxy" if proxied else "live"
+    log_path = logs / f"live-{tag}-0.log"
+    server = Server(kind, ports[0], procs[0], log_path, room, f"/ws/rooms/{room}", publish)
+    server.others = procs[1:]
     server.cleanup.append(lambda: _drop_schema(args.database_url, schema))
     server.cleanup.append(lambda: _delete_keys(redis, prefix))
-    await _wait_ready(proc, f"http://127.0.0.1:{port}/readyz", 60)
+    for proc, port in zip(procs, ports, strict=True):
+        await _wait_ready(proc, f"http://127.0.0.1:{port}/readyz", 60)
+    if proxied:
+        server.port = free_port()
+        config = logs / f"haproxy-{tag}.cfg"
+        config.write_text(haproxy.render(server.port, ports, free_port()))
+        server.proxy = _spawn(
+            [haproxy.binary(), "-db", "-f", str(config)],
+            env,
+            logs / f"haproxy-{tag}.log",
+            args,
+            ROOT,
+        )
+        await _wait_ready(server.proxy, f"http://127.0.0.1:{server.port}/readyz", 30)
     token = mint(SECRET, sub="bench-host", role=Role.HOST, room=room, ttl_s=3600)
     body = json.dumps({"title": "fanout bench"}).encode()
-    url = f"http://127.0.0.1:{port}/api/rooms/{room}"
+    url = f"http://127.0.0.1:{server.port}/api/rooms/{room}"
     status = await asyncio.to_thread(_http_status, url, "PUT", body, token)
     if status not in (200, 201):
         raise RuntimeError(f"PUT /api/rooms/{room} answered {status}")
@@ -237,4 +282,9 @@ async def start_node(args: argparse.Namespace, redis: aioredis.Redis, logs: Path
     return Server("node", port, proc, log_path, room, path, publish)
 
 
-STARTERS = {"live": start_live, "socketio": start_socketio, "node": start_node}
+STARTERS = {
+    "live": start_live,
+    "live-haproxy": start_live_proxied,
+    "socketio": start_socketio,
+    "node": start_node,
+}

@@ -72,7 +72,10 @@ const REFRESH_RETRY_MS = 3000; // when no fresh token came, ask again after this
 /**
  * A room connection that keeps itself in step: on every (re)connect it asks to resume from the
  * last applied seq; the server answers with the missed events or a fresh snapshot.
- * Events: "status" {state, detail}, "snapshot" (the snapshot), "event" (one room event).
+ * Events: "status" {state, detail}, "welcome" (the frame), "snapshot" (the snapshot), "event"
+ * (one room event), "direct" ({kind, data}: a message for this user only).
+ * `now()` is the server's clock: synced to the snapshot's `server_time_ms`, then to a `ping`
+ * after every welcome (half its round trip added), so countdowns end when the server's do.
  *
  * `getToken` (optional) returns a promise of a fresh token for the same user and room, or null:
  * it is called before the token runs out (the server says when, in `expires_in_s`) and after a
@@ -183,6 +186,8 @@ export class LiveClient extends EventTarget {
         this.attempt = 0;
         this.status(frame.resumed ? "resumed" : "live");
         this.scheduleRefresh(frame.expires_in_s);
+        this.dispatchEvent(new CustomEvent("welcome", { detail: frame }));
+        this.syncClock();
         break;
       case "snapshot": {
         const snapshot = frame.snapshot;
@@ -199,6 +204,9 @@ export class LiveClient extends EventTarget {
           this.dispatchEvent(new CustomEvent("event", { detail: event }));
         }
         break;
+      case "direct":
+        this.dispatchEvent(new CustomEvent("direct", { detail: { kind: frame.kind, data: frame.data } }));
+        break;
       case "reply":
       case "error": {
         const waiting = this.pending.get(frame.ref);
@@ -208,6 +216,18 @@ export class LiveClient extends EventTarget {
         else waiting.reject(new ApiError(0, frame.error, frame.detail));
         break;
       }
+    }
+  }
+
+  /** Set `now()` to the server's clock by a ping (docs/protocol.md: `ping` answers `ts`). */
+  async syncClock() {
+    const sent = Date.now();
+    try {
+      const { ts } = await this.send("ping");
+      const received = Date.now();
+      this.clockOffset = ts + (received - sent) / 2 - received;
+    } catch {
+      // disconnected meanwhile: the next welcome syncs again
     }
   }
 

@@ -1,7 +1,8 @@
-// The host console: the room's products, pins, flash sales and moderation through the HTTP API;
-// live state (viewers, stock, comments) through the same WebSocket protocol viewers use. The token
-// is refreshed as in the viewer overlay (docs/protocol.md, "Token refresh"); HTTP calls use the
-// current one.
+// The host console: the room's products, pins, flash sales, auctions (auction_host.js) and
+// moderation through the HTTP API; live state (viewers, stock, comments, bids) through the same
+// WebSocket protocol viewers use. The token is refreshed as in the viewer overlay
+// (docs/protocol.md, "Token refresh"); HTTP calls use the current one.
+import { auctionProducts, mountAuctionConsole } from "./auction_host.js";
 import { LiveClient, api, element, money, pageToken, pageTokenSource, roomFromPath } from "./client.js";
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
@@ -51,6 +52,7 @@ async function loadProducts() {
   $("sale-product").replaceChildren(
     ...data.products.map((p) => element("option", { value: String(p.id), text: `${p.title} (${p.sku})` })),
   );
+  auctionProducts(data.products);
 }
 
 async function refreshStats() {
@@ -178,4 +180,5 @@ async function start() {
   }
 }
 setInterval(refreshStats, 1000);
+mountAuctionConsole(client, base, attempt);
 start();

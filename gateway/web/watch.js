@@ -1,8 +1,9 @@
 // The viewer overlay: the room snapshot, then events in order; buy, confirm and comment over the
-// WebSocket. Uses only the documented protocol (docs/protocol.md). The token comes from the URL
-// fragment (#token=...) and is refreshed before it runs out through pageTokenSource: an
+// WebSocket (the auction's part is auction.js). Uses only the documented protocol
+// (docs/protocol.md). The token comes from the URL fragment (#token=...) and is refreshed before it runs out through pageTokenSource: an
 // embedding site defines window.liveGetToken() or hands over new tokens (docs/protocol.md,
 // "Token refresh").
+import { mountAuction } from "./auction.js";
 import { LiveClient, countdown, element, money, pageToken, pageTokenSource, roomFromPath } from "./client.js";
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
@@ -186,4 +187,5 @@ $("comment-form").addEventListener("submit", async (submit) => {
 });
 
 setInterval(tick, 250);
+mountAuction(client);
 client.connect();

@@ -1,5 +1,5 @@
 -- Prepended to every script of this folder when it is loaded.
--- KEYS (one pool, one hash tag): meta, holds, buyers, due, confirming, idem.
+-- KEYS (one pool, one hash tag): meta, holds, buyers, due, confirming, idem, changes.
 -- A hold record is "state|qty|expires_ms|updated_ms|buyer"; buyer comes last, so it may hold '|'.
 -- A hold id is "<pool>.<seq>-<nonce>": the nonce is random per reserve call, so an id is never
 -- handed out twice even when Redis forgets its last writes and seq goes back ("<pool>.<seq>"
@@ -14,6 +14,7 @@
 -- reached): whatever adds to DUE lowers it; only a reclaim that emptied DUE of due holds raises it.
 -- Numbers go through int() because Lua 5.1 prints large doubles in exponent form.
 local META, HOLDS, BUYERS, DUE, CONFIRMING, IDEM = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local CHANGES = KEYS[7]
 local MAX_TEXT, MAX_COUNT, MAX_HOLD_MS, MAX_BATCH = 200, 1000000000, 86400000, 10000
 
 local function int(n)
@@ -101,12 +102,12 @@ end
 -- A new pool with all of its stock remaining, marked with the server's run id.
 local function create_pool(stock, limit, hold_ms)
   -- Leftovers of a pool whose meta key is gone belong to no pool.
-  redis.call('DEL', HOLDS, BUYERS, DUE, CONFIRMING, IDEM)
+  redis.call('DEL', HOLDS, BUYERS, DUE, CONFIRMING, IDEM, CHANGES)
   local sec, usec = server_time()
   local run = run_id()
   redis.call('HSET', META, 'stock', int(stock), 'remaining', int(stock), 'held', 0,
     'confirming', 0, 'confirmed', 0, 'limit', int(limit), 'hold_ms', int(hold_ms), 'closed', 0,
-    'seq', int(sec * 1000000 + usec), 'run_id', run)
+    'seq', int(sec * 1000000 + usec), 'run_id', run, 'changes_pending', 0)
 end
 
 -- Returns a held or confirming hold's quantity to stock and ends it in `state`.

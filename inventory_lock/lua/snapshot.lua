@@ -1,12 +1,13 @@
 -- Reply: {stock, remaining, held, confirming, confirmed, closed, limit, hold_ms, buyers,
--- 'ok' | 'fenced' | 'stale'} or nil.
+-- 'ok' | 'fenced' | 'stale', stock changes pending} or nil.
 if redis.call('EXISTS', META) == 0 then
   return false
 end
 local m = redis.call('HMGET', META, 'stock', 'remaining', 'held', 'confirming', 'confirmed',
-  'closed', 'limit', 'hold_ms', 'run_id', 'fenced', 'fence_until')
+  'closed', 'limit', 'hold_ms', 'run_id', 'fenced', 'fence_until', 'changes_pending')
 local state = pool_state(m[9], m[10], m[11], now_ms())
 m[9] = redis.call('HLEN', BUYERS)
 m[10] = state
-m[11] = nil
+m[11] = m[12] or '0'
+m[12] = nil
 return m

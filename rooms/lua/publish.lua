@@ -1,4 +1,4 @@
--- Publish one event into a room: append it to the room's log and PUBLISH it, atomically, with
+-- Publish one event into a room: append it to the room's log and publish it, atomically, with
 -- the next sequence number, the log's epoch and the server's time. Optionally change one field
 -- of the room's live state and keep the event in the recent-comments list in the same step.
 --
@@ -11,6 +11,8 @@
 -- ARGV[5] data (a JSON object)  ARGV[6] log max length
 -- ARGV[7] state op ("set", "del" or "")  ARGV[8] state field  ARGV[9] state value
 -- ARGV[10] recent max (0: not kept)  ARGV[11] event id  ARGV[12] ids kept for replays
+-- ARGV[13] "SPUBLISH" on a Redis Cluster (the channel carries the room's hash tag, so a room's
+-- messages stay on its shard), else "PUBLISH"
 -- The caller checked that type, lane and key need no JSON escaping.
 -- Returns {seq, epoch, event}.
 local now = redis.call('TIME')
@@ -54,5 +56,5 @@ if recent > 0 then
   redis.call('LPUSH', KEYS[5], event)
   redis.call('LTRIM', KEYS[5], 0, recent - 1)
 end
-redis.call('PUBLISH', ARGV[1], event)
+redis.call(ARGV[13] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', ARGV[1], event)
 return {seq, epoch, event}

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +14,9 @@ from typing import Any
 import httpx
 from chaos_checks import judge
 from chaos_workload import Plan, Workload
-from conftest import serve_app
-from live_env import REPO, live_env
+from live_env import live_serve
+from serve_kit import serve_app
 
-from live.embedded import free_port
 from live.settings import Settings
 from loadtest.faults import RedisServer
 
@@ -50,43 +47,6 @@ async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
         await asyncio.to_thread(server.stop, kill=True)
 
 
-@contextlib.asynccontextmanager
-async def live_serve(settings: Settings, workers: int) -> AsyncIterator[tuple[str, int]]:
-    """`live serve --workers N` on the test's servers; yields its URL and supervisor pid."""
-    port = free_port()
-    env = live_env(settings) | {"LIVE_PORT": str(port), "LIVE_WORKERS": str(workers)}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "live.cli",
-        "serve",
-        env=env,
-        cwd=REPO,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(timeout=2) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                assert process.returncode is None, "live serve exited at start"
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{url}/readyz")).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, "live serve never became ready"
-                await asyncio.sleep(0.1)  # polling, bounded by the deadline
-        yield url, process.pid
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
 Fault = Callable[["Chaos", Workload], Coroutine[Any, Any, None]]
 
 
@@ -100,7 +60,8 @@ async def run_under_fault(
         async with contextlib.AsyncExitStack() as stack:
             pid: int | None = None
             if workers:
-                url, pid = await stack.enter_async_context(live_serve(settings, workers))
+                url, process = await stack.enter_async_context(live_serve(settings, workers))
+                pid = process.pid
             else:
                 url = (await stack.enter_async_context(serve_app(settings))).url
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)

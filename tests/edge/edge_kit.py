@@ -45,6 +45,7 @@ class Who(StrEnum):
     HOST = "host"  # the host who created room A
     COHOST = "cohost"  # another host token of room A (any host token of the room is a host)
     OTHER_HOST = "other-host"  # the host of room B
+    SERVICE = "service"  # a merchant's server with a service token of room A
 
 
 def token(settings: Settings, sub: str, role: Role, room: str, ttl_s: int = 3600) -> str:
@@ -68,6 +69,7 @@ def actor_token(
         Who.HOST: token(settings, HOST, Role.HOST, room_a),
         Who.COHOST: token(settings, "cohost-a", Role.HOST, room_a),
         Who.OTHER_HOST: token(settings, "host-b", Role.HOST, room_b),
+        Who.SERVICE: token(settings, "payments", Role.SERVICE, room_a),
     }[who]
 
 
@@ -115,6 +117,7 @@ class World:
     products: dict[str, int] = field(default_factory=dict)  # room -> product id
     sales: dict[str, int] = field(default_factory=dict)  # room -> open sale id
     holds: list[str] = field(default_factory=list)  # held by BUYER in room A's sale
+    auctions: dict[str, int] = field(default_factory=dict)  # room -> open auction id
 
 
 async def check(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -161,6 +164,24 @@ async def make_world(
         )
         await check(await client.post(f"/api/sales/{sale['id']}/start", headers=headers), 200)
         world.sales[room] = sale["id"]
+        auction = await check(
+            await client.post(
+                f"/api/rooms/{room}/auctions",
+                json={
+                    "product_id": product["id"],
+                    "start_cents": 100,
+                    "increment_cents": 10,
+                    "duration_s": 3600,
+                    "snipe_window_s": 10,
+                    "max_extensions": 3,
+                },
+                headers=headers,
+            ),
+            201,
+        )
+        path = f"/api/auctions/{auction['id']}/start"
+        await check(await client.post(path, headers=headers), 200)
+        world.auctions[room] = auction["id"]
     for n in range(holds):
         world.holds.append(
             await reserve(client, settings, world.sales[room_a], BUYER, f"k{n}", room_a)

@@ -5,8 +5,8 @@ all along, so not even a 503), and the service still answers /healthz afterwards
 
 The routes are read from the app (`create_app(...).routes`), so a new route is driven without a
 change here. Values that depend on the world the test made first (tokens of each actor, ids of
-products, sales and holds) are drawn as symbols (`$...`) and resolved per request, so that a
-drawn request can also reach the domain past the edge's checks."""
+products, sales, holds and auctions) are drawn as symbols (`$...`) and resolved per request, so
+that a drawn request can also reach the domain past the edge's checks."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import Served
 from edge_kit import (
     HttpRoute,
     Who,
@@ -37,6 +36,7 @@ from edge_kit import (
 )
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from serve_kit import Served
 
 from live.app import create_app
 from live.settings import Settings
@@ -69,6 +69,18 @@ FIELDS = (  # every field a body of the HTTP API has (README), and the room sett
     "qty",
     "payment_ref",
     "show_name",
+    "delta",
+    "url",
+    "secret",
+    "start_cents",
+    "increment_cents",
+    "increments",
+    "duration_s",
+    "snipe_window_s",
+    "max_extensions",
+    "reserve_cents",
+    "amount_cents",
+    "max_cents",
 )
 VALID_BODY: dict[str, Any] = {  # good for every route at once: each reads only its own fields
     "title": "A title",
@@ -85,6 +97,16 @@ VALID_BODY: dict[str, Any] = {  # good for every route at once: each reads only 
     "qty": 1,
     "payment_ref": "pay-1",
     "show_name": True,
+    "delta": 1,
+    "url": "http://hooks.invalid/hook",  # never resolves (RFC 2606): deliveries fail, retry
+    "secret": "whsec-0123456789abcdef",
+    "start_cents": 100,
+    "increment_cents": 10,
+    "duration_s": 600,
+    "snipe_window_s": 10,
+    "max_extensions": 3,
+    "amount_cents": 150,
+    "max_cents": 500,
 }
 
 
@@ -154,6 +176,8 @@ SYMBOLS = {
     "reservation": ["$hold:0", "$hold:1", "$hold:2"],
     "comment": ["abc", "0123456789abcdef"],
     "user": ["buyer-1", "host-a"],
+    "webhook": ["1", "2"],
+    "auction": ["$auction:a", "$auction:b"],
     "path": ["client.js", "watch.html", "missing.js", "../web/watch.html"],
 }
 
@@ -163,7 +187,11 @@ header_text = st.text(
 ).map(lambda s: s.encode("latin-1"))
 
 
-TRICKY: dict[str, st.SearchStrategy[str]] = {"reservation": hold_ids, "sale": long_digits | digits}
+TRICKY: dict[str, st.SearchStrategy[str]] = {
+    "reservation": hold_ids,
+    "sale": long_digits | digits,
+    "auction": long_digits | digits,
+}
 
 
 def segment(name: str) -> st.SearchStrategy[str]:
@@ -359,6 +387,8 @@ class Resolver:
             return self.world.products[self.room(arg)]
         if kind == "sale":
             return str(self.world.sales[self.room(arg)])
+        if kind == "auction":
+            return str(self.world.auctions[self.room(arg)])
         if kind == "hold":
             return self.world.holds[int(arg)]
         if kind == "who":
@@ -461,6 +491,16 @@ SALE = {
 }
 
 
+AUCTION = {
+    "product_id": "$product:a",
+    "start_cents": 100,
+    "increment_cents": 10,
+    "duration_s": 60,
+    "snipe_window_s": 5,
+    "max_extensions": 2,
+}
+
+
 @settings(
     max_examples=1500,
     deadline=None,
@@ -510,6 +550,34 @@ SALE = {
         _request("POST", "/api/rooms/{room}/sales", {**SALE, "starts_at": math.nan}), room="$room:a"
     )
 )
+@example(
+    req=_with(
+        _request("POST", "/api/auctions/{auction}/bids", {"amount_cents": 2**63}, "$who:viewer"),
+        auction="$auction:a",
+    )
+)
+@example(
+    req=_with(
+        _request(
+            "POST",
+            "/api/auctions/{auction}/bids",
+            {"amount_cents": 200, "max_cents": 199.5},
+            "$who:viewer",
+        ),
+        auction="$auction:a",
+    )
+)
+@example(
+    req=_with(
+        _request(
+            "POST",
+            "/api/rooms/{room}/auctions",
+            {**AUCTION, "increments": [[0, 10], [5, "x"]], "reserve_cents": -1},
+        ),
+        room="$room:a",
+    )
+)
+@example(req=_with(_request("GET", "/api/auctions/{auction}/offers"), auction="%C2%B2"))
 async def test_no_request_gets_a_5xx_or_a_bare_error(
     served: Served, settings: Settings, req: Req
 ) -> None:

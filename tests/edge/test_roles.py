@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
 import pytest
-from conftest import Served
 from edge_kit import (
     BUYER,
     ROOM_A,
@@ -34,6 +33,7 @@ from edge_kit import (
     token,
     ws_url,
 )
+from serve_kit import Served
 
 from gateway.protocol import CloseCode
 from live.settings import Settings
@@ -53,8 +53,14 @@ def watchers() -> dict[Who, int]:
 
 
 def signed_in(ok: int) -> dict[Who, int]:
-    """Any signed-in user of the room: viewer, moderator or host."""
-    return {**everyone(ok), W.ANONYMOUS: 401, W.OTHER_HOST: 403, W.BUYER_ELSEWHERE: 403}
+    """Any signed-in person of the room: viewer, moderator or host (a service is no person)."""
+    return {
+        **everyone(ok),
+        W.ANONYMOUS: 401,
+        W.OTHER_HOST: 403,
+        W.BUYER_ELSEWHERE: 403,
+        W.SERVICE: 403,
+    }
 
 
 def staff(ok: int) -> dict[Who, int]:
@@ -67,6 +73,11 @@ def hosts(ok: int) -> dict[Who, int]:
     return {**staff(ok), W.MODERATOR: 403}
 
 
+def bidders(ok: int) -> dict[Who, int]:
+    """A viewer of the room: its hosts and moderators may not bid (shill bidding)."""
+    return {**signed_in(ok), W.MODERATOR: 403, W.HOST: 403, W.COHOST: 403}
+
+
 def the_buyer(ok: int) -> dict[Who, int]:
     """Only the buyer (VIEWER) on their own hold: another room's token is refused (403), and
     anyone else of the room does not see the hold (404)."""
@@ -76,8 +87,8 @@ def the_buyer(ok: int) -> dict[Who, int]:
 @dataclass(frozen=True)
 class Call:
     method: str
-    path: str  # {room}, {sale}, {scheduled}, {hold}, {cancel_hold} are filled in per test
-    body: dict[str, Any] | None = None
+    path: str  # {room}, {sale}, {scheduled}, {hold}, {webhook}, {auction}, {scheduled_auction}
+    body: dict[str, Any] | None = None  # "{product}", "{who}" and "{amount}" filled per call
 
     @property
     def id(self) -> str:
@@ -85,6 +96,14 @@ class Call:
 
 
 SALE = {"stock": 10, "price_cents": 100, "limit_per_buyer": 1, "hold_seconds": 60}
+HOOK = {"url": "http://hooks.invalid/{who}", "secret": "whsec-0123456789abcdef"}  # never resolves
+AUCTION = {
+    "start_cents": 100,
+    "increment_cents": 10,
+    "duration_s": 600,
+    "snipe_window_s": 10,
+    "max_extensions": 3,
+}
 TABLE: list[tuple[Call, dict[Who, int]]] = [
     (Call("PUT", "/api/rooms/{room}", {"title": "Room A"}), hosts(200)),
     (Call("GET", "/api/rooms/{room}"), watchers()),
@@ -105,10 +124,27 @@ TABLE: list[tuple[Call, dict[Who, int]]] = [
     (Call("POST", "/api/rooms/{room}/sales", {**SALE, "product_id": "{product}"}), hosts(201)),
     (Call("POST", "/api/sales/{scheduled}/start"), hosts(200)),
     (Call("POST", "/api/sales/{sale}/stop"), hosts(200)),
+    (Call("POST", "/api/sales/{sale}/stock", {"delta": 1}), {**hosts(200), W.SERVICE: 200}),
     (Call("GET", "/api/sales/{sale}"), staff(200)),
     (Call("POST", "/api/sales/{sale}/reservations", {"qty": 1}), signed_in(201)),
-    (Call("POST", "/api/reservations/{hold}/confirm", {"payment_ref": "p"}), the_buyer(201)),
+    (
+        Call("POST", "/api/reservations/{hold}/confirm", {"payment_ref": "p"}),
+        {**the_buyer(201), W.SERVICE: 201},  # a service confirms for the buyer: the same order
+    ),
     (Call("DELETE", "/api/reservations/{hold}"), the_buyer(200)),
+    (
+        Call("POST", "/api/rooms/{room}/auctions", {**AUCTION, "product_id": "{product}"}),
+        hosts(201),
+    ),
+    (Call("POST", "/api/auctions/{scheduled_auction}/start"), hosts(200)),
+    (Call("POST", "/api/auctions/{auction}/stop"), hosts(200)),
+    (Call("GET", "/api/auctions/{auction}"), watchers()),
+    (Call("GET", "/api/auctions/{auction}/bids"), staff(200)),
+    (Call("POST", "/api/auctions/{auction}/bids", {"amount_cents": "{amount}"}), bidders(201)),
+    (Call("GET", "/api/auctions/{auction}/offers"), signed_in(200)),  # the caller's own
+    (Call("POST", "/api/rooms/{room}/webhooks", HOOK), hosts(201)),
+    (Call("GET", "/api/rooms/{room}/webhooks"), hosts(200)),
+    (Call("DELETE", "/api/rooms/{room}/webhooks/{webhook}"), hosts(200)),  # again: the same
     (Call("GET", "/watch/{room}"), everyone(200)),
     (Call("GET", "/host/{room}"), everyone(200)),
     (Call("GET", "/healthz"), everyone(200)),
@@ -126,7 +162,11 @@ def test_the_table_covers_every_route_of_the_app(served: Served) -> None:
         for method in route.methods
         if method != "HEAD" and not route.path.startswith(("/ws/", "/static/"))
     }
-    generic = {"{scheduled}": "{sale}", "{hold}": "{reservation}"}
+    generic = {
+        "{scheduled}": "{sale}",
+        "{hold}": "{reservation}",
+        "{scheduled_auction}": "{auction}",
+    }
     covered = set()
     for call, _ in TABLE:
         path = call.path
@@ -134,6 +174,12 @@ def test_the_table_covers_every_route_of_the_app(served: Served) -> None:
             path = path.replace(mine, theirs)
         covered.add(f"{call.method} {path}")
     assert served_routes <= covered, sorted(served_routes - covered)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The room's webhook endpoints of these tests are on loopback (nobody listens there)."""
+    return replace(settings, webhook_allow_private=True)
 
 
 @pytest.fixture
@@ -148,6 +194,9 @@ class Place:
 
     world: World
     scheduled: int
+    webhook: int
+    auction: int  # open
+    scheduled_auction: int
 
     def fill(self, text: str) -> str:
         return (
@@ -155,25 +204,39 @@ class Place:
             .replace("{sale}", str(self.world.sales[ROOM_A]))
             .replace("{scheduled}", str(self.scheduled))
             .replace("{hold}", self.world.holds[0])
+            .replace("{webhook}", str(self.webhook))
+            .replace("{scheduled_auction}", str(self.scheduled_auction))
+            .replace("{auction}", str(self.auction))
             .replace("{comment}", "c-1")
             .replace("{user}", "someone")
         )
 
-    def body(self, body: dict[str, Any] | None) -> dict[str, Any] | None:
+    def body(self, body: dict[str, Any] | None, who: Who) -> dict[str, Any] | None:
         if body is None:
             return None
         product = self.world.products[ROOM_A]
-        return {k: product if v == "{product}" else v for k, v in body.items()}
+        amount = 1000 + 100 * list(Who).index(who)  # each bidder above the one before
+        return {
+            k: product
+            if v == "{product}"
+            else amount
+            if v == "{amount}"
+            else v.replace("{who}", who.value)
+            if isinstance(v, str)
+            else v
+            for k, v in body.items()
+        }
 
 
 async def observed(client: httpx.AsyncClient, settings: Settings, world: World) -> Any:
-    """What a refused call must not change: the room's log position, and the sale's state,
-    holds and orders."""
+    """What a refused call must not change: the room's log position, the sale's state, stock,
+    holds and orders, and the room's webhooks."""
     host = bearer(actor_token(settings, Who.HOST))
     room = await check(await client.get(f"/api/rooms/{ROOM_A}", headers=host), 200)
     sale = await check(await client.get(f"/api/sales/{world.sales[ROOM_A]}", headers=host), 200)
-    keys = ("state", "remaining", "held", "confirming", "sold", "orders")
-    return (room["seq"], room["epoch"], {k: sale[k] for k in keys})
+    hooks = await check(await client.get(f"/api/rooms/{ROOM_A}/webhooks", headers=host), 200)
+    keys = ("state", "stock", "remaining", "held", "confirming", "sold", "orders")
+    return (room["seq"], room["epoch"], {k: sale[k] for k in keys}, hooks)
 
 
 async def settled(client: httpx.AsyncClient, settings: Settings, world: World) -> Any:
@@ -203,7 +266,23 @@ async def test_who_may_call_each_route(
         ),
         201,
     )
-    place = Place(world, scheduled["id"])
+    hook = {"url": "http://hooks.invalid/first", "secret": HOOK["secret"]}
+    webhook = await check(
+        await client.post(f"/api/rooms/{ROOM_A}/webhooks", json=hook, headers=host), 201
+    )
+    auctions = [
+        await check(
+            await client.post(
+                f"/api/rooms/{ROOM_A}/auctions",
+                json={**AUCTION, "product_id": world.products[ROOM_A]},
+                headers=host,
+            ),
+            201,
+        )
+        for _ in range(2)
+    ]
+    await check(await client.post(f"/api/auctions/{auctions[0]['id']}/start", headers=host), 200)
+    place = Place(world, scheduled["id"], webhook["id"], auctions[0]["id"], auctions[1]["id"])
     assert set(expected) == set(Who)
     refused = [who for who in Who if expected[who] >= 300]
     allowed = [who for who in Who if expected[who] < 300]
@@ -214,7 +293,7 @@ async def test_who_may_call_each_route(
         response = await client.request(
             call.method,
             place.fill(call.path),
-            json=place.body(call.body),
+            json=place.body(call.body, who),
             headers={
                 **bearer(actor_token(settings, who)),
                 "idempotency-key": f"key-{who.value}",

@@ -7,8 +7,7 @@ import asyncio
 import sys
 import time
 
-import redis.asyncio as aioredis
-
+from live.redis_client import open_redis
 from rooms.events import Lane
 from rooms.log import RoomLog
 
@@ -16,7 +15,7 @@ BATCH = 10  # publishes in flight at once
 
 
 async def main(url: str, prefix: str, room: str, rate: float, seconds: float) -> int:
-    client = aioredis.Redis.from_url(url)
+    client = open_redis(url, 10)
     log = RoomLog(client, prefix)
     sent = 0
     start = time.monotonic()

@@ -16,6 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from inventory_lock import Hold, InventoryLock, ReserveResult
 from inventory_lock.scripts import Client
+from live.redis_client import open_redis
 
 _pools = itertools.count()
 
@@ -46,7 +47,8 @@ async def open_client(kind: str, url: str) -> Client:
     """A client of up to MAX_CONNECTIONS (per node): redis-py raises, rather than waits, when a
     call finds them all busy, and the tests run a few hundred calls at once."""
     if kind == "cluster":
-        cluster = RedisCluster.from_url(url, socket_timeout=10, max_connections=MAX_CONNECTIONS)
+        cluster = open_redis(url, 10, max_connections=MAX_CONNECTIONS)
+        assert isinstance(cluster, RedisCluster), url
         await cluster.initialize()
         return cluster
     return aioredis.Redis.from_url(url, socket_timeout=10, max_connections=MAX_CONNECTIONS)
@@ -152,9 +154,10 @@ async def run_reservers(
 
 
 async def _warm_up(url: str, key: str, parties: int) -> int:
-    client = await open_client("plain", url)
+    client = open_redis(url, 10)  # the session's Redis, plain or a cluster
     try:
         await client.incr(key)
+        await client.expire(key, 120)  # gone by itself after the test
 
         async def everyone() -> bool:
             return int(await client.get(key) or 0) >= parties

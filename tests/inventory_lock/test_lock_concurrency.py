@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
-import redis
 from lock_helpers import (
     Outcome,
     assert_consistent,
@@ -49,8 +48,6 @@ def processes(redis_url: str) -> Iterator[ProcessPoolExecutor]:
     with ProcessPoolExecutor(max_workers=PROCESSES, mp_context=context) as executor:
         pids = [executor.submit(warm_up, redis_url, key, PROCESSES) for _ in range(PROCESSES)]
         assert len({future.result(timeout=120) for future in pids}) == PROCESSES
-        with redis.Redis.from_url(redis_url) as sync_client:
-            sync_client.delete(key)
         yield executor
 
 

@@ -33,7 +33,7 @@ def test_pool_keys_share_one_cluster_slot() -> None:
     keys = PoolKeys.of("live:", "sale-42")
     assert keys.meta == "live:{sale:sale-42}:meta"
     assert len({key_slot(key.encode()) for key in keys.all}) == 1
-    assert len(set(keys.all)) == 6
+    assert len(set(keys.all)) == 7  # meta, holds, buyers, due, confirming, idem, changes
 
 
 def test_pool_of_reads_the_pool_from_a_hold_id() -> None:
@@ -110,7 +110,8 @@ def _dump(remaining: int, held_counter: int, due_score: str, next_due: int = 0) 
     meta += ["fence_until", "1700000000123"]
     holds = [b"p.1", b"held|1|900|100|ann", b"p.2", b"confirmed|2|900|100|bob"]
     holds += [b"p.3", b"expired|4|900|100|ann"]
-    return [meta, holds, [b"ann", b"1", b"bob", b"2"], [b"p.1", due_score], [], [b"p.1"]]
+    changes: list[bytes] = []  # stock change records
+    return [meta, holds, [b"ann", b"1", b"bob", b"2"], [b"p.1", due_score], [], [b"p.1"], changes]
 
 
 def test_check_recomputes_from_records() -> None:
@@ -154,7 +155,7 @@ def test_check_reports_over_promised_stock_and_a_buyer_over_the_limit() -> None:
     meta: list[str | bytes] = ["stock", "3", "remaining", "-1", "held", "0", "confirming", "0"]
     meta += ["confirmed", "4", "limit", "3", "run_id", RUN_ID]
     holds = [b"p.1-0123456789abcdef", b"confirmed|4|900|100|ann"]
-    report = check_dump("p", [meta, holds, [b"ann", b"4"], [], [], []])
+    report = check_dump("p", [meta, holds, [b"ann", b"4"], [], [], [], []])
     assert report is not None and not report.ok
     assert report.problems == ("remaining is negative", "buyer 'ann' has 4 > limit 3")
     assert (report.remaining, report.confirmed) == (-1, 4)

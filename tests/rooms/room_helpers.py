@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import httpx
 import jwt
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from serve_kit import serve_app
 
 from gateway.auth import mint
 from live import services
+from live.redis_client import RedisClient, open_redis
 from live.settings import Settings
 from rooms.actors import Role
 from rooms.service import RoomService
@@ -98,7 +99,7 @@ async def pg_pool(database_url: str, schema: str) -> AsyncIterator[asyncpg.Pool]
 
 def room_service(
     pg: asyncpg.Pool,
-    client: aioredis.Redis,
+    client: RedisClient,
     prefix: str,
     *,
     per_window: int = 5,
@@ -109,3 +110,44 @@ def room_service(
         redis_prefix=prefix, comments_per_10s=per_window, allow_anonymous=allow_anonymous
     )
     return services.room_service(settings, pg, client, "test-process")
+
+
+@contextlib.asynccontextmanager
+async def room_channel(
+    redis_url: str, channel: str
+) -> AsyncIterator[Callable[[float], Awaitable[bytes | None]]]:
+    """A subscription to a room's channel as the gateway holds it (SSUBSCRIBE on a cluster,
+    SUBSCRIBE on a plain Redis); yields `next(timeout_s)`: the next message's data, or None."""
+    client = open_redis(redis_url, 10)
+    try:
+        if isinstance(client, RedisCluster):
+            await client.initialize()  # the slots map ssubscribe routes by
+            sharded = client.pubsub()
+            await sharded.ssubscribe(channel)
+
+            async def next_sharded(timeout_s: float) -> bytes | None:
+                deadline = time.monotonic() + timeout_s
+                while time.monotonic() < deadline:
+                    message = await sharded.get_sharded_message(timeout=0.05)
+                    if message is not None and message["type"] == "smessage":
+                        return bytes(message["data"])
+                return None
+
+            try:
+                yield next_sharded
+            finally:
+                await sharded.aclose()
+        else:
+            plain = client.pubsub(ignore_subscribe_messages=True)
+            await plain.subscribe(channel)
+
+            async def next_plain(timeout_s: float) -> bytes | None:
+                message = await plain.get_message(timeout=timeout_s)
+                return None if message is None else bytes(message["data"])
+
+            try:
+                yield next_plain
+            finally:
+                await plain.aclose()  # type: ignore[no-untyped-call]
+    finally:
+        await client.aclose()

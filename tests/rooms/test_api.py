@@ -23,6 +23,7 @@ SNAPSHOT_FIELDS = {
     "pinned",
     "host_message",
     "sale",
+    "auction",  # flash_sales.auctions adds its part, as sales add theirs
     "stock",
     "slow_mode",
     "viewers",

@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from room_helpers import Room, Tokens, bearer, create_room, pg_pool, room_service, serve
 
+from live.redis_client import open_redis
 from live.settings import Settings
 from rooms.actors import Actor, Role
 from rooms.errors import Throttled
@@ -132,8 +133,8 @@ async def pg(database_url: str, db_schema: str, server: str) -> AsyncIterator[as
 async def test_two_room_services_share_the_rate_limit(
     room: Room, pg: asyncpg.Pool, redis_url: str, settings: Settings
 ) -> None:
-    first_client = aioredis.Redis.from_url(redis_url)
-    second_client = aioredis.Redis.from_url(redis_url)
+    first_client = open_redis(redis_url, 10)
+    second_client = open_redis(redis_url, 10)
     try:
         services = [
             room_service(pg, first_client, settings.redis_prefix, per_window=3),

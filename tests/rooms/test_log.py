@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
+from room_helpers import room_channel
 
 from rooms.events import Lane
 from rooms.keys import RoomKeys
@@ -249,10 +250,7 @@ async def test_losing_only_the_counter_starts_a_new_epoch(
 async def test_subscribers_receive_the_same_bytes_as_logged(
     room_log: RoomLog, redis_url: str, redis: aioredis.Redis
 ) -> None:
-    subscriber = aioredis.Redis.from_url(redis_url)
-    pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
-    try:
-        await pubsub.subscribe(room_log.keys("r1").channel)
+    async with room_channel(redis_url, room_log.keys("r1").channel) as next_message:
         published = [
             await room_log.publish("r1", "comment", {"text": f"c{i}"}, lane=Lane.LOSSY)
             for i in range(3)
@@ -260,23 +258,17 @@ async def test_subscribers_receive_the_same_bytes_as_logged(
         received: list[bytes] = []
         async with asyncio.timeout(5):
             while len(received) < 3:
-                message = await pubsub.get_message(timeout=1.0)
+                message = await next_message(1.0)
                 if message is not None:
-                    received.append(message["data"])
+                    received.append(message)
         assert received == [p.event for p in published]
         assert received == await logged(redis, room_log.keys("r1"))
-    finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
-        await subscriber.aclose()
 
 
 async def test_a_replayed_publish_returns_the_first_answer(
     room_log: RoomLog, redis_url: str, redis: aioredis.Redis
 ) -> None:
-    subscriber = aioredis.Redis.from_url(redis_url)
-    pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
-    try:
-        await pubsub.subscribe(room_log.keys("r1").channel)
+    async with room_channel(redis_url, room_log.keys("r1").channel) as next_message:
         first = await room_log.publish(
             "r1", "pinned", {"p": 1}, lane=Lane.CRITICAL, event_id="evt-1"
         )
@@ -292,14 +284,11 @@ async def test_a_replayed_publish_returns_the_first_answer(
         received: list[bytes] = []
         async with asyncio.timeout(5):
             while len(received) < 2:
-                message = await pubsub.get_message(timeout=1.0)
+                message = await next_message(1.0)
                 if message is not None:
-                    received.append(message["data"])
+                    received.append(message)
         assert received == [first.event, other.event]
-        assert await pubsub.get_message(timeout=0.1) is None
-    finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
-        await subscriber.aclose()
+        assert await next_message(0.1) is None
 
 
 async def test_state_changes_and_recent_comments_travel_with_the_event(

@@ -1,0 +1,61 @@
+"""The Redis client a URL selects: a RedisCluster for redis+cluster:// (every listed node a
+startup node, the credentials and options kept), a plain Redis otherwise."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from live.redis_client import (
+    Cluster,
+    _connection_errors,
+    _Pipeline,
+    cluster_nodes,
+    is_cluster,
+    open_redis,
+)
+
+
+def test_a_cluster_url_names_every_startup_node() -> None:
+    first, nodes = cluster_nodes(
+        "rediss+cluster://u:pw@a:7000,[::1]:7001, b:7002/0?ssl_cert_reqs=none"
+    )
+    assert first == "rediss://u:pw@a:7000?ssl_cert_reqs=none"
+    assert nodes == [("a", 7000), ("::1", 7001), ("b", 7002)]
+    assert is_cluster("REDIS+CLUSTER://a:1") and not is_cluster("redis://a:1/0")
+
+
+async def test_the_scheme_chooses_the_client() -> None:
+    cluster = open_redis("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", 1.0)
+    plain = open_redis("redis://127.0.0.1:6379/0", 1.0)
+    try:
+        assert isinstance(cluster, RedisCluster)
+        assert isinstance(plain, aioredis.Redis)
+    finally:
+        await cluster.aclose()
+        await plain.aclose()
+
+
+async def test_a_slip_inside_the_cluster_client_is_a_connection_error() -> None:
+    """During a failover redis-py's cluster client can raise AttributeError from its own code
+    (redis/redis-py#3815, #3997): it must reach the service as the ConnectionError it stands for
+    (a 503), while an AttributeError of ours stays what it is."""
+
+    async def redis_slips() -> str:
+        return ClusterNode.__repr__(None)  # type: ignore[arg-type]  # AttributeError in redis-py
+
+    async def we_slip() -> str:
+        return str(None.name)  # type: ignore[attr-defined]
+
+    with pytest.raises(RedisConnectionError, match="connection lost"):
+        await _connection_errors(redis_slips)
+    with pytest.raises(AttributeError):
+        await _connection_errors(we_slip)
+    cluster = open_redis("redis+cluster://127.0.0.1:7000", 1.0)
+    try:
+        assert isinstance(cluster, Cluster)
+        assert isinstance(cluster.pipeline(transaction=False), _Pipeline)
+    finally:
+        await cluster.aclose()

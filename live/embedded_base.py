@@ -13,6 +13,9 @@ import socket
 from pathlib import Path
 
 START_TIMEOUT_S = 60.0
+# Ports this process handed out: a caller that asks for several before starting anything on them
+# (a cluster's nodes and bus ports) must never be given one twice.
+_HANDED_OUT: set[int] = set()
 
 
 class EmbeddedError(RuntimeError):
@@ -26,12 +29,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     low = _ephemeral_low()
     for _ in range(200):
         port = random.randint(max(1024, low - 12_000), low - 1)
+        if port in _HANDED_OUT:  # free now, but maybe about to be bound by whoever got it
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
     raise OSError("no free port below the ephemeral range")
 
 

@@ -133,7 +133,11 @@ class LocalCluster:
             if node.pid() is None:
                 self._spawn(node)
         deadline = time.monotonic() + START_TIMEOUT_S
-        _wait(deadline, "the cluster's nodes to answer", lambda: all(map(_pings, self.nodes)))
+        try:
+            _wait(deadline, "the cluster's nodes to answer", lambda: all(map(_pings, self.nodes)))
+        except EmbeddedError as exc:
+            silent = [node for node in self.nodes if not _pings(node)]
+            raise EmbeddedError(f"{exc}: {'; '.join(map(_log_tail, silent))}") from None
         if fresh:
             self._form(deadline)
         _wait(deadline, "cluster_state:ok on every node", self._healthy)
@@ -303,6 +307,15 @@ def _pings(node: Node) -> bool:
             return client.ping() is True
     except redis.RedisError:
         return False
+
+
+def _log_tail(node: Node) -> str:
+    """Which node is silent, and the end of its log."""
+    try:
+        lines = (Path(node.directory) / "valkey.log").read_text(errors="replace").splitlines()
+    except OSError:
+        lines = ["(no log)"]
+    return f"port {node.port} (bus {node.bus_port}): " + " | ".join(lines[-5:])
 
 
 def _knows(client: redis.Redis, node_id: str) -> bool:

@@ -54,7 +54,8 @@ class ModelAuction:
         def log(who: str, cents: int, proxy: bool) -> None:
             entries.append(Entry(len(self.log) + len(entries) + 1, who, cents, proxy))
 
-        if bidder == self.leader:
+        own = bidder == self.leader
+        if own:
             if top <= self.leader_max:
                 return {"code": "own_bid"}
             self.leader_max = top
@@ -81,7 +82,9 @@ class ModelAuction:
             self.price = reserve
             log(self.leader, reserve, True)
         window = self.config.snipe_window_ms
-        extended = bool(entries) and now + window > self.ends_at
+        # The leader raising their own maximum never extends, even when it lifts the price to
+        # the reserve (a leader must not be able to keep an auction going alone).
+        extended = bool(entries) and not own and now + window > self.ends_at
         extended = extended and self.extensions < self.config.max_extensions
         if extended:
             self.ends_at, self.extensions = now + window, self.extensions + 1

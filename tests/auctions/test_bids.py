@@ -128,6 +128,17 @@ async def test_the_reserve_is_hidden_and_a_max_above_it_lifts_the_price(kit: Kit
     assert (await kit.service.lifecycle.view(auction))["reserve_met"]
 
 
+async def test_the_leader_lifting_the_price_to_the_reserve_in_the_window_does_not_extend(
+    kit: Kit,
+) -> None:
+    auction = await kit.open(duration_s=30, snipe_window_s=20, reserve_cents=400)
+    await kit.bid(auction, "ann", 100)
+    await kit.move_deadline(auction, -15_000)  # 15 s left: within the window
+    lifted = await kit.bid(auction, "ann", 410)  # the leader's own maximum, past the reserve
+    assert lifted["leading"] and lifted["price_cents"] == 400
+    assert lifted["extensions"] == 0  # nobody was answered: the leader cannot keep it going
+
+
 async def test_events_say_the_lane_and_the_leader_only_when_allowed(kit: Kit) -> None:
     auction = await kit.open()
     await kit.bid(auction, "ann", 100)

@@ -47,18 +47,12 @@ class SaleLifecycle:
         return await self._figures(sale)
 
     async def sale(self, sale_id: int) -> Sale:
-        """The sale as PostgreSQL has it now; 404 for an unknown id."""
-        sale = await self.store.sale(sale_id)
-        if sale is None:
-            raise not_found(f"no sale {sale_id}")
-        return sale
+        """The flash sale as PostgreSQL has it now; 404 for an unknown id."""
+        return _flash(sale_id, await self.store.sale(sale_id))
 
     async def fixed(self, sale_id: int) -> Sale:
-        """The sale's fixed fields, from memory when known (see SaleStore.fixed); 404."""
-        sale = await self.store.fixed(sale_id)
-        if sale is None:
-            raise not_found(f"no sale {sale_id}")
-        return sale
+        """The flash sale's fixed fields, from memory when known (see SaleStore.fixed); 404."""
+        return _flash(sale_id, await self.store.fixed(sale_id))
 
     async def start_now(self, sale_id: int, actor: Actor) -> dict[str, Any]:
         sale = await self.sale(sale_id)
@@ -93,6 +87,7 @@ class SaleLifecycle:
             **sale.view(),
             "remaining": max(snap.remaining, 0) if snap else sale.stock - sale.sold,
             "held": snap.held if snap else 0,
+            "offered": snap.offered if snap else 0,  # held for waitlisted buyers
             "confirming": snap.confirming if snap else 0,
             "sold": sale.sold,
             "orders": figures["orders"],
@@ -146,3 +141,13 @@ class SaleLifecycle:
         the move to ended and this (SaleMaintenance.check_pools finds such a pool)."""
         await self.lock.close(sale.pool)
         await self.announcer.sale_event(sale, "sale_ended")
+
+
+def _flash(sale_id: int, sale: Sale | None) -> Sale:
+    """Every flash path (reserve, confirm, cancel, stock, start, stop) loads its sale here, so
+    none of them can act on a group deal, which has no inventory_lock pool to sell from."""
+    if sale is None:
+        raise not_found(f"no sale {sale_id}")
+    if sale.kind != "flash":
+        raise Conflict("group_deal", "a group deal sells through its groups")
+    return sale

@@ -157,7 +157,9 @@ class SaleMaintenance:
             if sale_id is None:
                 continue
             snap = await self.lock.snapshot(pool)
-            if snap is not None and (not snap.closed or snap.held or snap.confirming):
+            if snap is not None and (
+                not snap.closed or snap.held or snap.offered or snap.confirming
+            ):
                 continue
             sale = await self.store.get(sale_id)
             if sale is None or sale.state is SaleState.ENDED:

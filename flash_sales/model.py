@@ -47,6 +47,7 @@ class Sale:
     state: SaleState
     starts_at: datetime | None
     ends_at: datetime | None
+    kind: str = "flash"  # or "group": a group deal (flash_sales/group_deals), sold by its groups
 
     @property
     def pool(self) -> str:
@@ -56,6 +57,7 @@ class Sale:
     def view(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "kind": self.kind,
             "room": self.room,
             "product_id": self.product_id,
             "price_cents": self.price_cents,

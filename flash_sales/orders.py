@@ -6,9 +6,10 @@ holds up only its own buyers). The statement, all or nothing:
 - claims each hold's outcome (`hold_outcomes`, keyed by reservation id) as an order; a hold
   already decided, an order by an earlier confirm or voided by the recovery sweep or a cancel,
   gets no second row, so a late confirm can never add an order to a hold that was rolled back;
-- inserts the orders, adds them to `sales.sold` (CHECK sold <= stock) and to each buyer's
-  `sale_buyers.bought` (CHECK bought <= the sale's limit): PostgreSQL's own guards, which hold
-  even when Redis forgot what it sold;
+- inserts the orders (each with the buyer's referrer in the room, if a share link brought
+  them: flash_sales/referrals.py), adds them to `sales.sold` (CHECK sold <= stock) and to each
+  buyer's `sale_buyers.bought` (CHECK bought <= the sale's limit): PostgreSQL's own guards,
+  which hold even when Redis forgot what it sold;
 - writes the batch's `order.created` events into the outbox (flash_sales/outbox.py): one entry
   listing its orders, numbered in the same UPDATE of the sale's row. Nothing outside is called,
   so a receiver that is slow or down never slows a confirm.
@@ -29,12 +30,15 @@ import asyncpg
 
 from flash_sales.model import Order, OrderRequest, Outcome
 from flash_sales.outbox import ORDER_CREATED
+from flash_sales.referrals import referrer_sql
 from flash_sales.store import ORDER_COLUMNS, ORDER_FIELDS, order_of
 
 log = logging.getLogger("live.flash_sales")
 
 DEFAULT_MAX_BATCH = 256
 DEFAULT_MAX_PENDING = 10_000
+# The buyer's referrer in the sale's room (share links, flash_sales/referrals.py).
+_REFERRER = referrer_sql("(SELECT room_id FROM sales WHERE id = $5)", "i.buyer_id")
 
 
 def place_statement(outbox: bool) -> str:
@@ -63,9 +67,9 @@ WITH input AS (
     RETURNING reservation_id
 ), placed AS (
     INSERT INTO orders (reservation_id, sale_id, buyer_id, qty, price_cents, total_cents,
-                        payment_ref)
+                        payment_ref, referrer_id)
     SELECT i.reservation_id, $5, i.buyer_id, i.qty, $6::int, i.qty::bigint * $6::int,
-           i.payment_ref
+           i.payment_ref, {_REFERRER}
     FROM input i JOIN decided USING (reservation_id)
     ON CONFLICT (reservation_id) DO NOTHING  -- written by a release without hold_outcomes
     RETURNING {ORDER_COLUMNS}

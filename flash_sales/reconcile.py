@@ -1,8 +1,9 @@
 """Compare each sale's counts in Redis with its orders in PostgreSQL and say whether the
-invariants hold: Redis `stock = remaining + held + confirming + confirmed` (recomputed from the
-hold records), PostgreSQL `sold <= stock` and `sold = sum(orders)`, and confirmed in Redis equal
-to the orders in PostgreSQL and the same stock in both (while the pool exists and no stock change
-is in flight)."""
+invariants hold: Redis `stock = remaining + held + offered + confirming + confirmed`
+(recomputed from the hold records; `offered`: units offered to waitlisted buyers), PostgreSQL
+`sold <= stock` and `sold = sum(orders)`, and confirmed in Redis equal to the orders in
+PostgreSQL and the same stock in both (while the pool exists and no stock change is in
+flight)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class SaleReport:
     confirming: int | None
     confirmed: int | None
     problems: tuple[str, ...]
+    offered: int | None = None  # units offered to waitlisted buyers
 
     @property
     def ok(self) -> bool:
@@ -93,6 +95,7 @@ async def reconcile(store: SaleStore, lock: InventoryLock, sale_ids: list[int]) 
                 check.confirming,
                 check.confirmed,
                 tuple(problems),
+                check.offered,
             )
         )
     return reports
@@ -101,7 +104,7 @@ async def reconcile(store: SaleStore, lock: InventoryLock, sale_ids: list[int]) 
 def render(reports: list[SaleReport]) -> str:
     header = (
         f"{'sale':>6} {'state':<9} {'stock':>6} {'sold':>6} {'orders':>6} {'remain':>6} "
-        f"{'held':>5} {'confm':>5} {'confd':>6}  verdict"
+        f"{'held':>5} {'offrd':>5} {'confm':>5} {'confd':>6}  verdict"
     )
     lines = [header]
     for r in reports:
@@ -112,7 +115,7 @@ def render(reports: list[SaleReport]) -> str:
         verdict = "ok" if r.ok else "BROKEN: " + "; ".join(r.problems)
         lines.append(
             f"{r.sale_id:>6} {r.state:<9} {r.stock:>6} {r.sold:>6} {r.order_items:>6} "
-            f"{cell(r.remaining, 6)} {cell(r.held, 5)} {cell(r.confirming, 5)} "
-            f"{cell(r.confirmed, 6)}  {verdict}"
+            f"{cell(r.remaining, 6)} {cell(r.held, 5)} {cell(r.offered, 5)} "
+            f"{cell(r.confirming, 5)} {cell(r.confirmed, 6)}  {verdict}"
         )
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from flash_sales.orders import OrderWriter
 from flash_sales.repair import PoolRepair
 from flash_sales.stock import StockChanges
 from flash_sales.store import SaleStore
+from flash_sales.waitlist import Waitlist
 from inventory_lock import InventoryLock
 from rooms.log import RoomLog
 
@@ -43,6 +44,7 @@ class SaleService:
         self.repair = PoolRepair(store, lock, self.announcer)
         self.lifecycle = SaleLifecycle(store, lock, self.announcer)
         self.buying = Buying(self.lifecycle, store, lock, writer, self.repair, self.announcer)
+        self.waitlist = Waitlist(self.lifecycle, lock, room_log)
         self.stock = StockChanges(store, lock, self.lifecycle, self.repair, self.announcer)
         self.maintenance = SaleMaintenance(
             store,
@@ -65,5 +67,10 @@ class SaleService:
             (1.0, self.maintenance.recover_stock_changes),
             (5.0, self.maintenance.drop_finished_pools),
             (STOCK_INTERVAL_S, self.announcer.announce_stock),
+            (STOCK_INTERVAL_S, self.announce_offers),
         ]
         return [(f"sales.{work.__name__}", interval, work) for interval, work in loops]
+
+    async def announce_offers(self) -> None:
+        """Tell the buyers of new waitlist offers, in the pools the sweeps walk."""
+        await self.waitlist.announce_offers(self.maintenance.pools)

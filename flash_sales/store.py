@@ -38,7 +38,7 @@ class StockDecision:
 
 _SALE_COLUMNS = (
     "id, room_id, product_id, price_cents, stock, sold, limit_per_buyer, hold_seconds, state, "
-    "starts_at, ends_at"
+    "starts_at, ends_at, kind"
 )
 ORDER_FIELDS = (
     "id",
@@ -67,6 +67,7 @@ def sale_of(row: asyncpg.Record) -> Sale:
         state=SaleState(row["state"]),
         starts_at=row["starts_at"],
         ends_at=row["ends_at"],
+        kind=row["kind"],
     )
 
 
@@ -270,22 +271,24 @@ class SaleStore:
         """Sales the scheduler may have to move now."""
         rows = await self.pg.fetch(
             f"""SELECT {_SALE_COLUMNS} FROM sales
-                WHERE (state = 'scheduled' AND (starts_at <= now() OR ends_at <= now()))
-                   OR (state IN ('open', 'sold_out') AND ends_at <= now())
+                WHERE kind = 'flash' AND (
+                    (state = 'scheduled' AND (starts_at <= now() OR ends_at <= now()))
+                    OR (state IN ('open', 'sold_out') AND ends_at <= now()))
                 LIMIT 100"""
         )
         return [sale_of(r) for r in rows]
 
     async def live(self) -> list[Sale]:
         rows = await self.pg.fetch(
-            f"SELECT {_SALE_COLUMNS} FROM sales WHERE state IN ('open', 'sold_out') LIMIT 1000"
+            f"SELECT {_SALE_COLUMNS} FROM sales "
+            "WHERE kind = 'flash' AND state IN ('open', 'sold_out') LIMIT 1000"
         )
         return [sale_of(r) for r in rows]
 
     async def recently_ended(self, within_s: int) -> list[Sale]:
         """Sales ended in the last `within_s` seconds (their pools may still hold confirms)."""
         rows = await self.pg.fetch(
-            f"SELECT {_SALE_COLUMNS} FROM sales WHERE state = 'ended' "
+            f"SELECT {_SALE_COLUMNS} FROM sales WHERE kind = 'flash' AND state = 'ended' "
             "AND ended_at > now() - make_interval(secs => $1) LIMIT 1000",
             within_s,
         )
@@ -354,5 +357,15 @@ class SaleStore:
         )
         return [r["buyer_id"] for r in rows]
 
-    async def all_ids(self) -> list[int]:
-        return [r["id"] for r in await self.pg.fetch("SELECT id FROM sales ORDER BY id")]
+    async def ids_by_kind(self, sale_ids: list[int] | None = None) -> dict[str, list[int]]:
+        """Every sale's id (or those named) by kind: `flash` and `group`. A named id that no
+        sale has is listed as `flash`, whose check reports it unknown."""
+        rows = await self.pg.fetch(
+            "SELECT id, kind FROM sales WHERE $1::bigint[] IS NULL OR id = ANY($1) ORDER BY id",
+            sale_ids,
+        )
+        kinds = {r["id"]: r["kind"] for r in rows}
+        found: dict[str, list[int]] = {"flash": [], "group": []}
+        for sale_id in sorted(set(kinds) | set(sale_ids or ())):
+            found[kinds.get(sale_id, "flash")].append(sale_id)
+        return found

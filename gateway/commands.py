@@ -9,6 +9,7 @@ from typing import Any
 
 from flash_sales.auctions.service import AuctionService
 from flash_sales.auctions.settlement import is_auction_hold
+from flash_sales.group_deals.service import GroupDeals
 from flash_sales.service import SaleService
 from rooms.actors import Actor
 from rooms.service import RoomService
@@ -35,7 +36,7 @@ async def confirm_hold(
 
 
 def commands(
-    rooms: RoomService, sales: SaleService, auctions: AuctionService
+    rooms: RoomService, sales: SaleService, auctions: AuctionService, groups: GroupDeals
 ) -> dict[str, Handler]:
     async def comment(room: str, actor: Actor, fields: dict[str, Any]) -> dict[str, Any]:
         published = await rooms.comment(room, actor, fields["text"])
@@ -69,4 +70,22 @@ def commands(
             show_name=fields["show_name"],
         )
 
-    return {"comment": comment, "buy": buy, "confirm": confirm, "cancel": cancel, "bid": bid}
+    async def group_start(room: str, actor: Actor, fields: dict[str, Any]) -> dict[str, Any]:
+        return await groups.start_group(fields["sale_id"], actor, fields["idempotency_key"])
+
+    async def group_join(room: str, actor: Actor, fields: dict[str, Any]) -> dict[str, Any]:
+        return await groups.join(fields["group_id"], actor)
+
+    async def group_leave(room: str, actor: Actor, fields: dict[str, Any]) -> dict[str, Any]:
+        return await groups.leave(fields["group_id"], actor)
+
+    return {
+        "comment": comment,
+        "buy": buy,
+        "confirm": confirm,
+        "cancel": cancel,
+        "bid": bid,
+        "group_start": group_start,
+        "group_join": group_join,
+        "group_leave": group_leave,
+    }

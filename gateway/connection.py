@@ -1,5 +1,6 @@
 """One viewer's socket: frames written straight to the transport while it keeps up (see
-gateway/wire.py), else a bounded queue of frames drained by its own writer task.
+gateway/wire.py), else a bounded queue of frames drained by a writer task that lives as long
+as something is queued.
 
 The room never awaits a viewer. `offer` only appends to the queue; above the high-water mark the
 viewer gets the frames without lossy events; past the hard limit for longer than the grace period
@@ -21,7 +22,7 @@ from starlette.websockets import WebSocket
 
 from gateway import metrics
 from gateway.protocol import CloseCode, events_frame
-from gateway.wire import ENCODER, DirectSocket
+from gateway.wire import ENCODER, DirectSocket, text_frame
 
 log = logging.getLogger("live.gateway")
 DEADLINE_SLACK_S = 0.001  # a deadline timer firing this much early (clock granularity) is due
@@ -59,10 +60,51 @@ class Frame:
     def after(self, seq: int) -> Frame:
         """This frame without the events up to `seq` (built for one connection, once)."""
         rest = [raw for s, raw in self.events if s > seq]
-        return Frame(events_frame(rest, self.skipped), None, self.last_seq, self.epoch)
+        frame = events_frame(self.epoch, rest, self.skipped)
+        return Frame(frame, None, self.last_seq, self.epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncFrame:
+    """A snapshot or a replay that brings a viewer to the log position (`epoch`, `seq`), as text
+    and framed for the wire, built once for every viewer it goes to; `text` is "" for a replay
+    with nothing missed. `gap`: the log could not give the replay (a snapshot is needed)."""
+
+    epoch: str
+    seq: int
+    text: str = ""
+    wire: bytes = b""
+    gap: bool = False
+
+
+def sync_frame(epoch: str, seq: int, text: str) -> SyncFrame:
+    return SyncFrame(epoch, seq, text, text_frame(text.encode()) if text else b"")
 
 
 class Connection:
+    """Lean, as there are thousands per process: no task while nothing is queued (the writer
+    task exists only while frames wait for a slow socket), the queue and the held frames made
+    on first use."""
+
+    __slots__ = (
+        "_closing",
+        "_deadline",
+        "_direct",
+        "_epoch",
+        "_held",
+        "_over_since",
+        "_queue",
+        "_synced_seq",
+        "_writer",
+        "backpressure",
+        "close_code",
+        "closed",
+        "on_closed",
+        "on_stale",
+        "user",
+        "websocket",
+    )
+
     def __init__(self, websocket: WebSocket, backpressure: Backpressure) -> None:
         self.websocket = websocket
         self.backpressure = backpressure
@@ -70,19 +112,16 @@ class Connection:
         self.close_code: int | None = None
         self.on_closed: Callable[[], None] | None = None  # called once the close is done
         self.on_stale: Callable[[Connection], None] | None = None  # needs a new snapshot
-        self._queue: deque[str] = deque()
-        self._ready = asyncio.Event()
-        self._idle = asyncio.Event()  # set while nothing is queued
-        self._idle.set()
+        self._queue: deque[str] | None = None
+        self._writer: asyncio.Task[None] | None = None  # while something is queued
         self._over_since: float | None = None
         self._epoch: str | None = None
         self._synced_seq: int | None = None  # None until a snapshot or replay is queued
-        self._held: list[Frame] = []
+        self._held: list[Frame] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self.closed = False
         self._direct = DirectSocket.of(websocket.scope)
-        self._writer = asyncio.create_task(self._write_loop())
 
     @property
     def is_synced(self) -> bool:
@@ -94,22 +133,33 @@ class Connection:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return len(self._queue) if self._queue else 0
 
-    def send(self, text: str) -> None:
-        """Queue a frame that must not be dropped (replies, snapshots, errors)."""
+    def send(self, text: str, wire: bytes = b"") -> None:
+        """Queue a frame that must not be dropped (replies, snapshots, errors); `wire`: `text`
+        framed already (a frame shared by many viewers)."""
         if self.closed:
             return
-        if self._direct is not None and self._idle.is_set():
-            if self._direct.try_write(ENCODER.encode(text)):
+        if self._direct is not None and self._writer is None:
+            if self._direct.try_write(wire or ENCODER.encode(text)):
                 metrics.FRAMES_SENT.inc()
                 return
-        if len(self._queue) >= self.backpressure.cap:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        elif len(queue) >= self.backpressure.cap:
             self._too_slow()
             return
-        self._queue.append(text)
-        self._ready.set()
-        self._idle.clear()
+        queue.append(text)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop(queue))
+
+    def send_sync(self, frame: SyncFrame) -> None:
+        """Send a snapshot or replay (nothing for an empty replay) and release the frames held
+        meanwhile."""
+        if frame.text:
+            self.send(frame.text, frame.wire)
+        self.synced(frame.epoch, frame.seq)
 
     def offer(self, frame: Frame) -> bool:
         """Queue a room frame, degraded or refused by backpressure; never blocks. True when the
@@ -118,16 +168,13 @@ class Connection:
             return False
         synced = self._synced_seq
         if synced is None:
-            if len(self._held) >= self.backpressure.cap:
-                self._too_slow()
-                return False
-            self._held.append(frame)
+            self._hold(frame)
             return False
         if frame.epoch and self._epoch and frame.epoch != self._epoch:
             # Synced to another epoch than the room's frames (it joined while the log was
             # replaced): its state cannot be patched, so it starts over with a snapshot.
             self.resync()
-            self._held.append(frame)
+            self._hold(frame)
             if self.on_stale is not None:
                 self.on_stale(self)
             else:
@@ -140,7 +187,7 @@ class Connection:
         elif (
             frame.wire
             and self._direct is not None
-            and self._idle.is_set()
+            and self._writer is None
             and self._direct.try_write(frame.wire)
         ):
             # The fast path of nearly every viewer on nearly every tick: nothing queued.
@@ -149,9 +196,18 @@ class Connection:
         self._offer_queued(frame)
         return False
 
+    def _hold(self, frame: Frame) -> None:
+        held = self._held
+        if held is None:
+            self._held = [frame]
+        elif len(held) >= self.backpressure.cap:
+            self._too_slow()
+        else:
+            held.append(frame)
+
     def _offer_queued(self, frame: Frame) -> None:
         """The backpressure rules, for a frame that could not go straight to the socket."""
-        depth = len(self._queue)
+        depth = self.queued
         bp = self.backpressure
         if depth >= bp.hard_limit:
             now = time.monotonic()
@@ -168,15 +224,15 @@ class Connection:
             if frame.reduced:
                 self.send(frame.reduced)
             return
-        self.send(frame.full)
+        self.send(frame.full, frame.wire)
 
     def synced(self, epoch: str, seq: int) -> None:
         """The snapshot or replay up to `seq` of `epoch` is queued: release the frames held
         meanwhile."""
         self._epoch = epoch
         self._synced_seq = seq
-        held, self._held = self._held, []
-        for frame in held:
+        held, self._held = self._held, None
+        for frame in held or ():
             if not (frame.epoch and epoch and frame.epoch != epoch):  # else from an older log
                 if self.offer(frame):
                     metrics.FRAMES_SENT.inc()
@@ -219,12 +275,13 @@ class Connection:
             return
         self.closed = True
         self.close_code = code
-        self._held.clear()
+        self._held = None
         self._cancel_deadline()
         if not drain:
-            self._queue.clear()
-            self._writer.cancel()
-            self._idle.set()
+            if self._queue:
+                self._queue.clear()
+            if self._writer is not None:
+                self._writer.cancel()
         self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
@@ -232,8 +289,9 @@ class Connection:
         # again in time gets the code; one that does not is given up (its reader is cut).
         try:
             async with asyncio.timeout(self.backpressure.close_timeout_s):
-                await self._idle.wait()
-                self._writer.cancel()
+                writer = self._writer
+                if writer is not None:
+                    await asyncio.wait([writer])
                 await self.websocket.close(code=code, reason=reason)
         except TimeoutError:
             if self._direct is not None:
@@ -244,24 +302,22 @@ class Connection:
             if self.on_closed is not None:
                 self.on_closed()
 
-    async def _write_loop(self) -> None:
+    async def _write_loop(self, queue: deque[str]) -> None:
+        """Drain the queue through ASGI, then end: direct writes resume once it is empty."""
         send = self.websocket.send_text
         try:
-            while True:
-                await self._ready.wait()
-                while self._queue:
-                    await send(self._queue.popleft())
-                    metrics.FRAMES_SENT.inc()
-                self._ready.clear()
-                self._idle.set()
+            while queue:  # bounded: the queue is capped, and `close` clears it
+                await send(queue.popleft())
+                metrics.FRAMES_SENT.inc()
         except asyncio.CancelledError:
             raise
         except Exception:  # the viewer went away mid-write; the endpoint's read sees it too
             log.debug("a write to a viewer failed", exc_info=True)
             self.closed = True
-            self._queue.clear()
-            self._held.clear()
-            self._idle.set()
+            queue.clear()
+            self._held = None
+        finally:
+            self._writer = None
 
     async def finish(self, *, wait_close: bool = True) -> None:
         """Let a pending close go out (unless the socket is gone), then stop the writer: the
@@ -273,6 +329,8 @@ class Connection:
                 self._closing.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._closing
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._writer
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer

@@ -4,6 +4,7 @@ service with the caller's Actor."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -11,6 +12,7 @@ from starlette.routing import Route
 
 from flash_sales.auctions.service import AuctionService
 from flash_sales.auctions.settlement import is_auction_hold
+from flash_sales.group_deals.service import GroupDeals
 from flash_sales.model import MAX_HOLD_SECONDS, MAX_LIMIT, MAX_PRICE_CENTS, MAX_STOCK
 from flash_sales.service import SaleService
 from gateway import fields
@@ -18,6 +20,13 @@ from gateway.auth import Authenticator
 from gateway.commands import confirm_hold
 from gateway.http_body import json_body, path_id
 from gateway.protocol import MAX_PAYMENT_REF_LEN
+from rooms.actors import Actor
+from rooms.errors import invalid
+
+RESERVE = "/api/sales/{sale}/reservations"
+CONFIRM = "/api/reservations/{reservation}/confirm"
+BURST_PATHS = (RESERVE, CONFIRM)
+"""The routes of a sale's opening burst: gateway/fast_lane.py answers them."""
 
 
 class SaleRoutes:
@@ -26,10 +35,13 @@ class SaleRoutes:
         service: Callable[[], SaleService],
         auth: Authenticator,
         auctions: Callable[[], AuctionService],
+        groups: Callable[[], GroupDeals],
     ) -> None:
-        """`auctions`: an auction's offer is a hold confirmed at the same route."""
+        """`auctions`: an auction's offer is a hold confirmed at the same route. `groups`: a
+        group deal is made, started, stopped and shown at the sales' routes."""
         self._service = service
         self._auctions = auctions
+        self._groups = groups
         self.auth = auth
 
     @property
@@ -39,6 +51,11 @@ class SaleRoutes:
     async def create(self, request: Request) -> JSONResponse:
         actor = self.auth.actor(request.headers.get("authorization"))
         body = await json_body(request)
+        kind = body.get("kind", "flash")
+        if kind == "group":
+            return JSONResponse(await self._create_group(request, actor, body), status_code=201)
+        if kind != "flash":
+            raise invalid("kind must be flash or group")
         sale = await self.service.lifecycle.create(
             request.path_params["room"],
             actor,
@@ -56,19 +73,43 @@ class SaleRoutes:
         )
         return JSONResponse(sale, status_code=201)
 
+    async def _create_group(
+        self, request: Request, actor: Actor, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A group deal: its numbers are the domain's to check (`invalid` naming the field)."""
+        return await self._groups().create(
+            request.path_params["room"],
+            actor,
+            fields.integer(body, "product_id", low=1, high=fields.MAX_ID),
+            price_cents=body.get("price_cents"),
+            group_price_cents=body.get("group_price_cents"),
+            stock=body.get("stock"),
+            limit_per_buyer=body.get("limit_per_buyer", 1),
+            group_size=body.get("group_size"),
+            group_window_s=body.get("group_window_s"),
+            starts_at=fields.moment(body, "starts_at"),
+            ends_at=fields.moment(body, "ends_at"),
+        )
+
     async def start(self, request: Request) -> JSONResponse:
         actor = self.auth.actor(request.headers.get("authorization"))
         sale_id = path_id(request, "sale", "sale")
+        if await self._groups().is_group(sale_id):
+            return JSONResponse(await self._groups().start_sale(sale_id, actor))
         return JSONResponse(await self.service.lifecycle.start_now(sale_id, actor))
 
     async def stop(self, request: Request) -> JSONResponse:
         actor = self.auth.actor(request.headers.get("authorization"))
         sale_id = path_id(request, "sale", "sale")
+        if await self._groups().is_group(sale_id):
+            return JSONResponse(await self._groups().stop_sale(sale_id, actor))
         return JSONResponse(await self.service.lifecycle.stop_now(sale_id, actor))
 
     async def figures(self, request: Request) -> JSONResponse:
         actor = self.auth.actor(request.headers.get("authorization"))
         sale_id = path_id(request, "sale", "sale")
+        if await self._groups().is_group(sale_id):
+            return JSONResponse(await self._groups().figures(sale_id, actor))
         return JSONResponse(await self.service.lifecycle.figures(sale_id, actor))
 
     async def reserve(self, request: Request) -> JSONResponse:
@@ -114,7 +155,7 @@ class SaleRoutes:
             Route("/api/sales/{sale}/start", self.start, methods=["POST"]),
             Route("/api/sales/{sale}/stop", self.stop, methods=["POST"]),
             Route("/api/sales/{sale}/stock", self.stock, methods=["POST"]),
-            Route("/api/sales/{sale}/reservations", self.reserve, methods=["POST"]),
-            Route("/api/reservations/{reservation}/confirm", self.confirm, methods=["POST"]),
+            Route(RESERVE, self.reserve, methods=["POST"]),
+            Route(CONFIRM, self.confirm, methods=["POST"]),
             Route("/api/reservations/{reservation}", self.cancel, methods=["DELETE"]),
         ]

@@ -3,8 +3,12 @@ each tick turns what arrived into one frame, encoded once, offered to every loca
 
 Lanes decide what a busy tick keeps (gateway/lanes.py, from each event's envelope): every
 critical event; the latest state event per merge key; the most recent lossy events up to a
-per-tick cap, the rest counted as skipped. A gap in sequence numbers (a lost pub/sub message, a
-Redis reconnect) is filled from the log.
+per-tick cap, the rest counted as skipped. Lossy events are sampled as they arrive, once for the
+room (about `HubConfig.lossy_per_s` a second, the rest counted as skipped), so every viewer's
+frame is the same bytes; a frame that would carry only state changes waits a little
+(`HubConfig.state_gap_s`), so a flooded room sends about a frame per sampled comment. Each
+event is put in its wire form (gateway/envelope.py) once, as it is accepted. A gap in sequence
+numbers (a lost pub/sub message, a Redis reconnect) is filled from the log.
 
 A big room is split into groups of up to `HubConfig.group_size` viewers whose ticks are spread
 evenly over the tick: writing a frame costs a syscall per viewer, so one burst to 10,000 sockets
@@ -22,9 +26,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from gateway import lanes, metrics
-from gateway.connection import Connection, Frame
-from gateway.protocol import CloseCode, direct_frame, events_frame, snapshot_frame
+from gateway import envelope, lanes, metrics, timing
+from gateway.connection import Connection, Frame, SyncFrame
+from gateway.protocol import CloseCode, direct_frame, events_frame
 from gateway.wire import ENCODER
 from rooms.log import Replay
 
@@ -32,7 +36,7 @@ log = logging.getLogger("live.gateway")
 
 ReadSince = Callable[[str, str, int, int], Awaitable[Replay]]
 Position = Callable[[str], Awaitable[tuple[str, int]]]
-Snapshot = Callable[[str], Awaitable[dict[str, object]]]
+Snapshot = Callable[[str], Awaitable[SyncFrame]]
 
 GAP_FILL_LIMIT = 2000
 SNAPSHOT_ATTEMPTS = 20
@@ -45,12 +49,14 @@ TICK_RELAX = 0.9  # a stretched tick shrinks back by this factor per tick once w
 class HubConfig:
     tick_s: float = 0.05
     lossy_per_tick: int = 20
+    lossy_per_s: float = 10.0  # lossy events let through per second, for the room; 0: all
     max_tick_s: float = 0.2  # how far a room too big to write every tick_s may stretch its tick
     group_size: int = 500  # viewers written in one burst; a bigger room's are split in groups
+    state_gap_s: float = 0.1  # a frame of state changes alone waits this long after the last
 
     def __post_init__(self) -> None:
-        if self.group_size < 1 or self.lossy_per_tick < 0:
-            raise ValueError("group_size must be positive and lossy_per_tick not negative")
+        if self.group_size < 1 or min(self.lossy_per_tick, self.lossy_per_s, self.state_gap_s) < 0:
+            raise ValueError("group_size must be positive; lossy_per_*, state_gap_s not negative")
 
 
 @dataclass(eq=False)
@@ -59,13 +65,17 @@ class _Group:
 
     cursor: int  # the room's seq when this group was last flushed
     lossy_seen: int  # the room's count of lossy events then
+    sent_at: float = 0.0  # time.monotonic() of its last frame
     members: set[Connection] = field(default_factory=set)
 
 
 def replay_frame(events: list[bytes], lossy_cap: int) -> str:
-    """What a resuming viewer missed, as one frame under the lanes' rules."""
+    """What a resuming viewer missed (events of one epoch), as one frame under the lanes' rules
+    (not sampled: the cap keeps the most recent lossy events)."""
     chosen = lanes.select(events, lossy_cap)
-    return events_frame([e.raw for e in chosen.events], chosen.skipped)
+    picked = [json.loads(e.raw) for e in chosen.events]
+    epoch = str(json.loads(events[-1])["epoch"]) if events else ""
+    return events_frame(epoch, [envelope.wire_event(e) for e in picked], chosen.skipped)
 
 
 class RoomHub:
@@ -86,7 +96,8 @@ class RoomHub:
         self.epoch = ""
         self.seq = 0
         self.tick_s = config.tick_s
-        self._lanes = lanes.Lanes(config.lossy_per_tick)  # what some group has not had yet
+        sampler = lanes.Sampler(config.lossy_per_s)
+        self._lanes = lanes.Lanes(config.lossy_per_tick, sampler)  # what some group lacks
         self._groups: list[_Group] = []
         self._group_of: dict[Connection, _Group] = {}
         self._next_group = 0
@@ -242,32 +253,42 @@ class RoomHub:
             for connection in connections:  # they reconnect and get a snapshot then
                 connection.close(CloseCode.TRY_AGAIN_LATER, "the room is unavailable: reconnect")
             return
-        frame = snapshot_frame(snapshot)
-        epoch, seq = str(snapshot["epoch"]), int(str(snapshot["seq"]))
         for connection in connections:
             if not connection.closed and not connection.is_synced:
-                connection.send(frame)
-                connection.synced(epoch, seq)
+                connection.send_sync(snapshot)
         self._resyncing = []
 
     def _accept(self, seq: int, raw: bytes, event: dict[str, object]) -> None:
         self.seq = seq
-        self._lanes.add(seq, raw, event)
+        self._lanes.add(seq, envelope.wire_event(event), event, time.monotonic())
 
     # -- frames out ---------------------------------------------------------------------
 
     def flush(self) -> None:
         """Offer every group what it has not had yet, now (on shutdown)."""
         for group in list(self._groups):
-            self._flush_group(group)
+            self._flush_group(group, now=True)
 
-    def _flush_group(self, group: _Group) -> None:
-        """Build the group's frame (once for all its viewers) and offer it to each of them."""
-        frame = self._frame_since(group.cursor, group.lossy_seen)
+    def _flush_group(self, group: _Group, *, now: bool = False) -> None:
+        """Build the group's frame (once for all its viewers) and offer it to each of them.
+        Unless `now`, a frame that would carry neither a critical nor a lossy event (state
+        changes, skipped counts) waits until `state_gap_s` after the group's previous frame:
+        nothing is lost, the state is conflated meanwhile, and a flooded room sends about one
+        frame per sampled comment instead of one per tick."""
+        started = time.monotonic()
+        chosen = self._lanes.since(group.cursor, group.lossy_seen)
+        if (
+            not now
+            and not (chosen.critical or chosen.lossy)
+            and started - group.sent_at < self.config.state_gap_s
+        ):
+            return
+        frame = self._frame(chosen)
         group.cursor, group.lossy_seen = self.seq, self._lanes.lossy_count
         self._forget_offered()
         if frame is None:
             return
+        group.sent_at = started
         written = 0
         for connection in list(group.members):
             try:
@@ -276,20 +297,21 @@ class RoomHub:
                 log.exception("room %s: offering a frame failed; closing that viewer", self.room)
                 connection.close(CloseCode.INTERNAL_ERROR, "internal error: reconnect")
         metrics.FRAMES_SENT.inc(written)
+        timing.frame_written(frame.events)
 
-    def _frame_since(self, cursor: int, lossy_seen: int) -> Frame | None:
-        """The frame, in both encodings, for viewers offered everything up to `cursor` (and the
-        lossy events counted up to `lossy_seen`)."""
-        chosen = self._lanes.since(cursor, lossy_seen)
+    def _frame(self, chosen: lanes.Selection) -> Frame | None:
+        """The frame of what a group has not had yet, in both encodings."""
         kept, lossy, skipped = chosen.kept, chosen.lossy, chosen.skipped
         if not (kept or lossy or skipped):
             return None
         metrics.LOSSY_DROPPED.inc(skipped)
         everything = chosen.events
-        full = events_frame([e.raw for e in everything], skipped)
+        full = events_frame(self.epoch, [e.raw for e in everything], skipped)
         if lossy or skipped:
             left_out = skipped + len(lossy)
-            reduced: str | None = events_frame([e.raw for e in kept], left_out) if kept else ""
+            reduced: str | None = (
+                events_frame(self.epoch, [e.raw for e in kept], left_out) if kept else ""
+            )
         else:
             reduced = None
         last_seq = everything[-1].seq if everything else self.seq
@@ -336,8 +358,8 @@ class RoomHub:
         if len(small.members) + len(other.members) > size:
             return
         try:
-            self._flush_group(small)
-            self._flush_group(other)
+            self._flush_group(small, now=True)
+            self._flush_group(other, now=True)
         except Exception:
             log.exception("room %s: flushing groups to merge them failed", self.room)
             return

@@ -93,6 +93,18 @@ def _cancel(body: dict[str, Any]) -> dict[str, Any]:
     return {"reservation_id": fields.text(body, "reservation_id", max_len=MAX_KEY_LEN)}
 
 
+def _group_start(body: dict[str, Any]) -> dict[str, Any]:
+    """`idempotency_key` is optional: with one, a retried start answers the same group."""
+    return {
+        "sale_id": fields.integer(body, "sale_id", low=1, high=fields.MAX_ID),
+        "idempotency_key": fields.text(body, "idempotency_key", max_len=MAX_KEY_LEN, default=""),
+    }
+
+
+def _group(body: dict[str, Any]) -> dict[str, Any]:
+    return {"group_id": fields.integer(body, "group_id", low=1, high=fields.MAX_ID)}
+
+
 def _ping(body: dict[str, Any]) -> dict[str, Any]:
     return {}
 
@@ -104,6 +116,9 @@ _SCHEMAS = {
     "confirm": _confirm,
     "cancel": _cancel,
     "bid": _bid,
+    "group_start": _group_start,
+    "group_join": _group,
+    "group_leave": _group,
     "ping": _ping,
 }
 
@@ -159,10 +174,12 @@ def snapshot_frame(snapshot: dict[str, Any]) -> str:
     return _dump({"type": "snapshot", "snapshot": snapshot})
 
 
-def events_frame(events: list[bytes], skipped: int = 0) -> str:
-    """One frame carrying already-encoded events: joined, never decoded and re-encoded."""
+def events_frame(epoch: str, events: list[bytes], skipped: int = 0) -> str:
+    """One frame carrying events already in their wire form (gateway/envelope.py), of the log's
+    `epoch`: joined, never decoded and re-encoded."""
     joined = b",".join(events).decode()
-    return f'{{"type":"events","skipped":{skipped},"events":[{joined}]}}'
+    head = f'{{"type":"events","epoch":{json.dumps(epoch)},"skipped":{skipped}'
+    return f'{head},"events":[{joined}]}}'
 
 
 def direct_frame(kind: str, data: Any) -> str:

@@ -1,4 +1,4 @@
-"""The whole edge as one Starlette app: the HTTP API of rooms, sales and auctions, the
+"""The whole edge as one Starlette app: the HTTP API of rooms, sales, auctions and group deals, the
 WebSocket, the pages, the operator's routes, and one family of error handlers. The composition
 root (live/) gives it the services, opened by its lifespan."""
 
@@ -12,15 +12,20 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
 from flash_sales.auctions.service import AuctionService
+from flash_sales.group_deals.service import GroupDeals
 from flash_sales.service import SaleService
 from flash_sales.webhooks.rooms import RoomWebhooks
 from gateway import pages
 from gateway.auth import Authenticator
 from gateway.errors import HANDLERS
+from gateway.fast_lane import FastLaneApp
 from gateway.health import Check, health_routes
 from gateway.http_auctions import AuctionRoutes
+from gateway.http_groups import GroupRoutes
+from gateway.http_referrals import ReferralRoutes
 from gateway.http_rooms import RoomRoutes
-from gateway.http_sales import SaleRoutes
+from gateway.http_sales import BURST_PATHS, SaleRoutes
+from gateway.http_waitlist import WaitlistRoutes
 from gateway.http_webhooks import WebhookRoutes
 from gateway.server import Gateway
 from rooms.service import RoomService
@@ -36,6 +41,7 @@ class Edge:
     gateway: Gateway
     readiness: Mapping[str, Check]
     auctions: AuctionService
+    groups: GroupDeals
 
 
 def edge_app(
@@ -46,11 +52,19 @@ def edge_app(
 ) -> Starlette:
     routes = [
         *RoomRoutes(lambda: edge().rooms, auth).routes(),
-        *SaleRoutes(lambda: edge().sales, auth, lambda: edge().auctions).routes(),
+        *SaleRoutes(
+            lambda: edge().sales, auth, lambda: edge().auctions, lambda: edge().groups
+        ).routes(),
+        *WaitlistRoutes(lambda: edge().sales, auth).routes(),
         *AuctionRoutes(lambda: edge().auctions, lambda: edge().rooms, auth).routes(),
+        *GroupRoutes(lambda: edge().groups, lambda: edge().rooms, auth).routes(),
         *WebhookRoutes(lambda: edge().webhooks, auth).routes(),
+        *ReferralRoutes(lambda: edge().gateway.referrals, lambda: edge().rooms, auth).routes(),
         WebSocketRoute("/ws/rooms/{room}", lambda ws: edge().gateway.endpoint(ws)),
         *pages.routes(),
         *health_routes(lambda: edge().readiness, io_timeout_s),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(HANDLERS))
+    # Every request timed for /metrics; a sale's reserve and confirm past Starlette's layers.
+    return FastLaneApp(
+        hot=BURST_PATHS, routes=routes, lifespan=lifespan, exception_handlers=dict(HANDLERS)
+    )

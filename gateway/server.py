@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from starlette.websockets import WebSocket
 
+from flash_sales.referrals import Referrals
 from gateway import metrics
 from gateway.auth import Authenticator
 from gateway.clock import ServerClock
@@ -25,6 +25,8 @@ from gateway.hub import HubConfig, RoomHub
 from gateway.protocol import CloseCode
 from gateway.session import Session, log_failure
 from gateway.subscriber import subscriber_for
+from gateway.sync import SharedReads
+from gateway.wire import detacher
 from rooms.log import RoomLog
 from rooms.presence import Presence
 from rooms.service import RoomService
@@ -40,6 +42,7 @@ class GatewayConfig:
     tick_s: float = 0.05
     max_tick_s: float = 0.2
     lossy_per_tick: int = 20
+    lossy_per_s: float = 10.0  # a room's lossy events let through per second (gateway/hub.py)
     group_size: int = 500  # viewers of a room written in one burst (see gateway/hub.py)
     backpressure: Backpressure = field(default_factory=Backpressure)
     allowed_origins: tuple[str, ...] = ()  # empty: any origin
@@ -61,13 +64,17 @@ class Gateway:
         presence: Presence,
         auth: Authenticator,
         handlers: dict[str, Handler],
+        referrals: Referrals,
     ) -> None:
+        """`referrals`: visits through share links, recorded as viewers connect (`share`)."""
         self.config = config
         self.rooms = rooms
         self.log = room_log
         self.presence = presence
         self.auth = auth
         self.handlers = handlers
+        self.referrals = referrals
+        self.shared = SharedReads(rooms, room_log, self._sync_limits, config.tick_s)
         self.hubs: dict[str, RoomHub] = {}
         self._by_channel: dict[str, RoomHub] = {}  # a room's events channel -> its hub
         self._by_direct: dict[str, RoomHub] = {}  # a room's direct channel -> its hub
@@ -89,6 +96,7 @@ class Gateway:
             ("gateway.subscriber", None, self.subscriber.run),
             ("gateway.presence", self.config.presence_interval_s, self.report_presence),
             ("gateway.catch_up", self.config.catch_up_interval_s, self.catch_up),
+            ("gateway.anonymous_visits", 1.0, self.referrals.write_anonymous_visits),
         ]
 
     async def close_viewers(self) -> None:
@@ -113,8 +121,18 @@ class Gateway:
     # -- the endpoint ----------------------------------------------------------------------
 
     async def endpoint(self, websocket: WebSocket) -> None:
+        """Run the viewer's session, detached from the ASGI stack where the server allows it
+        (gateway/wire.py `detacher`): the stack's coroutines then do not live as long as it."""
         self._sessions += 1
         self._no_sessions.clear()
+        session = self._session(websocket)
+        detach = detacher(websocket.scope)
+        if detach is None:
+            await session
+        else:
+            detach(session)
+
+    async def _session(self, websocket: WebSocket) -> None:
         try:
             await Session(self, websocket).run()
         finally:
@@ -144,10 +162,13 @@ class Gateway:
                 config = HubConfig(
                     tick_s=self.config.tick_s,
                     lossy_per_tick=self.config.lossy_per_tick,
+                    lossy_per_s=self.config.lossy_per_s,
                     max_tick_s=self.config.max_tick_s,
                     group_size=self.config.group_size,
                 )
-                hub = RoomHub(room, config, self.log.read_since, self.log.position, self._snapshot)
+                hub = RoomHub(
+                    room, config, self.log.read_since, self.log.position, self.shared.snapshots.get
+                )
                 keys = self.log.keys(room)
                 await hub.start()
                 self.hubs[room] = hub
@@ -183,8 +204,9 @@ class Gateway:
         except Exception as exc:  # this process's report expires by itself
             log_failure(hub.room, "presence report on leaving failed", exc)
 
-    async def _snapshot(self, room: str) -> dict[str, Any]:
-        return await self.rooms.snapshot(room)
+    def _sync_limits(self) -> tuple[int, int]:
+        """(events a resume may replay, lossy events it keeps), as the config says now."""
+        return self.config.replay_limit, self.config.lossy_per_tick
 
     # -- background work ---------------------------------------------------------------------
 

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from gateway import timing
 from gateway.auth import Claims, TokenError
 from gateway.connection import Connection
-from gateway.hub import RoomHub, replay_frame
+from gateway.hub import RoomHub
 from gateway.protocol import (
     CloseCode,
     Command,
@@ -23,10 +24,10 @@ from gateway.protocol import (
     error_frame,
     parse,
     reply_frame,
-    snapshot_frame,
     token_life,
     welcome_frame,
 )
+from gateway.share_codes import sharer_of
 from rooms.errors import RETRY_AFTER_S, STORAGE_ERRORS, Refusal
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class Session:
             await _refuse(websocket, CloseCode.SERVICE_RESTART, "server restarting")
             return
         try:
-            room_settings = await self.gateway.rooms.settings(room)
+            room_settings = await self.gateway.shared.settings.get(room)
         except Refusal:
             await _refuse(websocket, CloseCode.ROOM_NOT_FOUND, "no such room")
             return
@@ -79,6 +80,7 @@ class Session:
             return
         except WebSocketDisconnect:
             return
+        await self._visit(claims)
         connection = Connection(websocket, config.backpressure)
         _sign_in(connection, claims)
         try:
@@ -159,6 +161,26 @@ class Session:
         connection.send(reply_frame(command.ref, _auth_data(fresh)))
         return fresh
 
+    # -- share links ------------------------------------------------------------------------
+
+    async def _visit(self, claims: Claims | None) -> None:
+        """A visit through a share link (the `share` connect parameter), recorded before the
+        sync, so that what the viewer buys once welcomed is attributed. Never in the way of
+        watching: a bad code, or a store that fails, only means no credit."""
+        params = self.websocket.query_params
+        code = params.get("share")
+        if not code:
+            return
+        try:
+            sharer = sharer_of(self.gateway.auth.secret, self.room, code)
+            actor = claims.actor if claims else None
+            fresh = params.get("since") is None  # a resume is no new visit
+            await self.gateway.referrals.visit(self.room, actor, sharer, fresh=fresh)
+        except Refusal:
+            return
+        except Exception as exc:
+            log_failure(self.room, "recording a share link's visit failed", exc)
+
     # -- sync and resume --------------------------------------------------------------------
 
     async def _sync(self, hub: RoomHub, connection: Connection, claims: Claims | None) -> None:
@@ -169,26 +191,22 @@ class Session:
             hub.resync([connection])  # the log changed while this viewer was being synced
 
     async def _sync_once(self, connection: Connection, claims: Claims | None) -> None:
-        gateway, room = self.gateway, self.room
+        """The snapshot or replay comes from a read shared with every viewer of the room that
+        asks at the same time (gateway/sync.py), begun after this viewer joined its hub."""
+        shared, room = self.gateway.shared, self.room
         params = self.websocket.query_params
         since, epoch = params.get("since"), params.get("epoch")
         user = claims.sub if claims else None
         life = token_life(claims.exp if claims else None, time.time())
         if since is not None and epoch and since.isascii() and since.isdigit() and len(since) < 19:
-            limit = gateway.config.replay_limit
-            replay = await gateway.log.read_since(room, epoch, int(since), limit)
+            replay = await shared.replays.get((room, epoch, int(since)))
             if not replay.gap:
                 connection.send(welcome_frame(True, replay.epoch, replay.seq, user, life))
-                if replay.events:
-                    lossy_cap = gateway.config.lossy_per_tick
-                    connection.send(replay_frame(replay.events, lossy_cap))
-                connection.synced(replay.epoch, replay.seq)
+                connection.send_sync(replay)
                 return
-        snapshot = await gateway.rooms.snapshot(room)
-        epoch, seq = str(snapshot["epoch"]), int(snapshot["seq"])
-        connection.send(welcome_frame(False, epoch, seq, user, life))
-        connection.send(snapshot_frame(snapshot))
-        connection.synced(epoch, seq)
+        snapshot = await shared.snapshots.get(room)
+        connection.send(welcome_frame(False, snapshot.epoch, snapshot.seq, user, life))
+        connection.send_sync(snapshot)
 
     # -- the client's messages --------------------------------------------------------------
 
@@ -220,7 +238,9 @@ class Session:
                     connection.close(CloseCode.ABUSE, "too many bad messages", drain=True)
                     return False
                 continue
+            started = time.perf_counter()
             claims = await self._run(connection, claims, command)
+            timing.command_done(command.type, started)
         return False
 
     async def _run(

@@ -7,7 +7,8 @@ wake-ups, framing again for each connection); the direct write is one `transport
 needs the server's WebSocket protocol to expose itself, which only uvicorn's private sans-I/O
 protocol can be made to do: gateway/wire_uvicorn.py holds all of that. This module is the small
 interface the gateway uses: `LiveWebSocketProtocol` (what to give uvicorn as `ws=`) and
-`DirectSocket.of(scope)` (a connection's `DirectWriter`, or None). When uvicorn lacks what
+`DirectSocket.of(scope)` (a connection's `DirectWriter`, or None), and `detacher(scope)`.
+When uvicorn lacks what
 direct writes need, or another server runs the app, `LiveWebSocketProtocol` is uvicorn's own
 choice ("auto"), `DirectSocket.of` answers None and every frame goes through the public ASGI
 `websocket.send`: everything works, only slower.
@@ -17,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 log = logging.getLogger("live.gateway")
 _CACHE_SIZE = 8
+
+
+Detach = Callable[[Coroutine[Any, Any, None]], None]
 
 
 class DirectWriter(Protocol):
@@ -44,6 +48,7 @@ class FastPath:
     protocol: type[asyncio.Protocol] | str
     writer: Callable[[Mapping[str, Any]], DirectWriter | None]
     why_not: str = ""  # set when this is the fallback
+    detacher: Callable[[Mapping[str, Any]], Detach | None] = lambda scope: None
 
     @property
     def direct(self) -> bool:
@@ -65,7 +70,11 @@ def load_fast_path() -> FastPath:
     except ImportError as exc:
         log.warning("WebSocket frames go through ASGI only (no direct writes): %s", exc)
         return fallback(str(exc))
-    return FastPath(wire_uvicorn.LiveWebSocketProtocol, wire_uvicorn.direct_socket)
+    return FastPath(
+        wire_uvicorn.LiveWebSocketProtocol,
+        wire_uvicorn.direct_socket,
+        detacher=wire_uvicorn.detacher,
+    )
 
 
 FAST_PATH = load_fast_path()
@@ -77,6 +86,13 @@ class DirectSocket:
     def of(scope: Mapping[str, Any]) -> DirectWriter | None:
         """This connection's direct writer, or None: send through ASGI."""
         return FAST_PATH.writer(scope)
+
+
+def detacher(scope: Mapping[str, Any]) -> Detach | None:
+    """How an endpoint hands its connection's session to the protocol and returns, so the ASGI
+    stack's coroutines do not live as long as the connection (gateway/wire_uvicorn.py); None:
+    the endpoint runs the session itself."""
+    return FAST_PATH.detacher(scope)
 
 
 class FrameEncoder:

@@ -8,15 +8,18 @@ from typing import Any
 from inventory_lock.codec import pairs, record, text
 from inventory_lock.results import CheckReport, HoldState
 
-COUNTED = (HoldState.HELD, HoldState.CONFIRMING, HoldState.CONFIRMED)
+COUNTED = (HoldState.HELD, HoldState.OFFERED, HoldState.CONFIRMING, HoldState.CONFIRMED)
+EXPIRING = (HoldState.HELD, HoldState.OFFERED)  # the holds DUE indexes
 TEXT_META = ("run_id", "fenced")  # Redis run ids (see lua/_prelude.lua); every other field counts
 
 
 def check_dump(pool: str, reply: list[Any] | None) -> CheckReport | None:
     if reply is None:
         return None
-    meta_raw, holds_raw, buyers_raw, due_raw, confirming_raw, idem_raw, changes_raw = reply
+    meta_raw, holds_raw, buyers_raw, due_raw, confirming_raw, idem_raw, changes_raw = reply[:7]
+    waiters_raw = reply[7]  # reply[8]: offers not told yet, ids that may have ended since
     meta = {key: int(value) for key, value in pairs(meta_raw) if key not in TEXT_META}
+    meta.setdefault(HoldState.OFFERED.value, 0)  # pools made before the waitlist
     holds = [record(key, value) for key, value in pairs(holds_raw)]
     buyers = {key: int(value) for key, value in pairs(buyers_raw)}
     due = {key: int(float(text(score))) for key, score in pairs(due_raw)}
@@ -48,11 +51,15 @@ def check_dump(pool: str, reply: list[Any] | None) -> CheckReport | None:
         for buyer, qty in by_buyer.items()
         if qty > meta["limit"]
     ]
-    held = {hold.id: hold.expires_at_ms for hold in holds if hold.state is HoldState.HELD}
+    held = {hold.id: hold.expires_at_ms for hold in holds if hold.state in EXPIRING}
     if due != held:
         problems.append(
-            f"expiry index != held holds: {sorted(set(due.items()) ^ set(held.items()))[:5]}"
+            f"expiry index != held and offered holds: "
+            f"{sorted(set(due.items()) ^ set(held.items()))[:5]}"
         )
+    offers = [hold for hold in holds if hold.state is HoldState.OFFERED]
+    if any(hold.qty != 1 for hold in offers):
+        problems.append("an offered hold is not of one unit")
     if due and meta.get("next_due", 0) > min(due.values()):
         problems.append(f"next_due {meta['next_due']} is after the earliest expiry")
     confirming = {hold.id for hold in holds if hold.state is HoldState.CONFIRMING}
@@ -74,4 +81,6 @@ def check_dump(pool: str, reply: list[Any] | None) -> CheckReport | None:
         confirming=counters[HoldState.CONFIRMING],
         confirmed=counters[HoldState.CONFIRMED],
         stock_changes_pending=pending,
+        offered=counters[HoldState.OFFERED],
+        waiting=len(waiters_raw) // 2,
     )

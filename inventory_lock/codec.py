@@ -99,7 +99,7 @@ def snapshot_reply(pool: str, reply: list[Any] | None) -> Snapshot | None:
         int(value) for value in reply[:9]
     )
     state = text(reply[9])
-    pending = int(reply[10]) if len(reply) > 10 else 0
+    pending, offered, waiting = (int(value) for value in reply[10:13])
     return Snapshot(
         pool=pool,
         stock=stock,
@@ -114,6 +114,8 @@ def snapshot_reply(pool: str, reply: list[Any] | None) -> Snapshot | None:
         stale=state == "stale",
         fenced=state == "fenced",
         stock_changes_pending=pending,
+        offered=offered,
+        waiting=waiting,
     )
 
 

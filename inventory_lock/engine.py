@@ -47,6 +47,7 @@ from inventory_lock.results import (
     TransitionReason,
 )
 from inventory_lock.scripts import Call, Client, ScriptName, Scripts
+from inventory_lock.waitlist import PoolWaitlists
 
 DEFAULT_RECLAIM_BATCH = 100
 DEFAULT_EXPIRE_BATCH = 1000
@@ -76,6 +77,7 @@ class InventoryLock:
         self._prefix = check_prefix(prefix)
         self._scripts = Scripts(redis)
         self._reclaim_batch = reclaim_batch
+        self.waitlists = PoolWaitlists(redis, self._scripts, self._prefix)
 
     def keys(self, pool: str) -> PoolKeys:
         return PoolKeys.of(self._prefix, pool)
@@ -242,7 +244,7 @@ class InventoryLock:
         return codec.reserve_replies(pool, reply, len(requests))
 
     async def begin_confirm(self, hold_id: str) -> Transition:
-        """held -> confirming, only while the hold has not expired by server time."""
+        """held or offered -> confirming, only while the hold has not expired by server time."""
         return await self._transition("begin_confirm", hold_id, [])
 
     async def finish_confirm(self, hold_id: str) -> Transition:
@@ -254,7 +256,7 @@ class InventoryLock:
         return await self._transition("abort_confirm", hold_id, [1 if release else 0])
 
     async def cancel(self, hold_id: str) -> Transition:
-        """held -> released (an already due hold expires instead)."""
+        """held or offered -> released (an already due hold expires instead)."""
         return await self._transition("cancel", hold_id, [])
 
     async def get_hold(self, hold_id: str) -> HoldRecord | None:

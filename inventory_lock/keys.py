@@ -21,8 +21,18 @@ _POOL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # "<pool>.<seq>-<nonce>", or "<pool>.<seq>" as older releases made them (see lua/_prelude.lua).
 _HOLD_RE = re.compile(r"([A-Za-z0-9_-]{1,64})\.([0-9]{1,18})(?:-[0-9a-f]{16})?")
 
-# Order matters: the scripts name them KEYS[1..7].
-KEY_SUFFIXES = ("meta", "holds", "buyers", "due", "confirming", "idem", "changes")
+# Order matters: the scripts name them KEYS[1..9].
+KEY_SUFFIXES = (
+    "meta",
+    "holds",
+    "buyers",
+    "due",
+    "confirming",
+    "idem",
+    "changes",
+    "waiters",
+    "offers",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +45,8 @@ class PoolKeys:
     confirming: str
     idem: str
     changes: str  # stock changes by request id (lua/adjust_stock.lua)
+    waiters: str  # the waitlist: buyer -> ticket (lua/wait.lua)
+    offers: str  # ids of offered holds not told to their buyers yet (lua/take_offers.lua)
 
     @classmethod
     def of(cls, prefix: str, pool: str) -> PoolKeys:
@@ -51,6 +63,8 @@ class PoolKeys:
             self.confirming,
             self.idem,
             self.changes,
+            self.waiters,
+            self.offers,
         ]
 
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 class HoldState(StrEnum):
     HELD = "held"
+    OFFERED = "offered"  # a freed unit offered to a waiter: a hold of its own, confirmed as one
     CONFIRMING = "confirming"
     CONFIRMED = "confirmed"
     RELEASED = "released"
@@ -122,6 +123,8 @@ class Snapshot:
     stale: bool = False  # loaded under another Redis run (or its repair died): repair it
     fenced: bool = False  # a repair is running
     stock_changes_pending: int = 0  # begun (adjust_stock) and not settled yet
+    offered: int = 0  # units offered to waiters (stock = remaining + held + offered + ...)
+    waiting: int = 0  # buyers on the waitlist
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,8 @@ class CheckReport:
     confirming: int
     confirmed: int
     stock_changes_pending: int = 0
+    offered: int = 0
+    waiting: int = 0
 
 
 class StockReason(StrEnum):
@@ -211,3 +216,23 @@ class StockChange:
     delta: int
     state: StockState
     updated_at_ms: int
+
+
+class WaitReason(StrEnum):
+    ALREADY_WAITING = "already_waiting"
+    NOT_SOLD_OUT = "not_sold_out"  # stock is left: reserve instead
+    LIMIT = "limit"  # the buyer holds or bought the limit already
+    FULL = "full"
+    CLOSED = "closed"
+    UNKNOWN_POOL = "unknown_pool"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A buyer's place on a waitlist (1: the next freed unit is theirs), or why they have none
+    (`position` is still theirs when `already_waiting`)."""
+
+    ok: bool
+    position: int
+    reason: WaitReason | None = None

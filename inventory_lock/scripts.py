@@ -35,6 +35,8 @@ ScriptName = Literal[
     "unfence",
     "adjust_stock",
     "settle_stock",
+    "wait",
+    "take_offers",
 ]
 SCRIPT_NAMES: tuple[ScriptName, ...] = get_args(ScriptName)
 Call = tuple[Sequence[str], Sequence[EncodableT]]

@@ -64,6 +64,9 @@ async def at_work(opened: Services) -> AsyncIterator[Background]:
                 # The end at the deadline, books checked and rebuilt, bids copied, settlement,
                 # settlement pools repaired, settled auctions tidied.
                 *opened.auctions.loops(),
+                # Group deals: scheduled starts and ends, windows closed short, formations
+                # finished after a fault, stale pools rebuilt from PostgreSQL.
+                *opened.groups.loops(),
                 *opened.gateway.loops(),
                 *opened.dispatcher.loops(),
             ]
@@ -71,6 +74,7 @@ async def at_work(opened: Services) -> AsyncIterator[Background]:
         yield background
     finally:
         await bounded("the viewers", opened.gateway.close_viewers())
+        await bounded("the visit counts", opened.gateway.referrals.write_anonymous_visits())
         await bounded("the room hubs", opened.gateway.stop_hubs())
         await bounded("the order writer", opened.sales.writer.stop())
         await bounded("the background loops", background.stop())
@@ -109,6 +113,7 @@ def create_app(
                     opened.gateway,
                     readiness,
                     auctions=opened.auctions,
+                    groups=opened.groups,
                 )
                 calm_garbage_collector()
                 if drain_on_sigterm:

@@ -205,6 +205,7 @@ def _serve(settings: Settings, demo: bool) -> None:
             log_level=settings.log_level,
             log_config=uvicorn_log_config(settings.log_level),  # no token in any log
             timeout_graceful_shutdown=10,
+            backlog=4096,  # a reconnect storm's handshakes wait, not retry a second later
             **websocket_options(settings),
             lifespan="on",
         )
@@ -237,6 +238,9 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
 async def _reconcile(settings: Settings, sale_ids: list[int], auction_ids: list[int]) -> bool:
     """Every sale and auction when none is named; else the sales and auctions named."""
     from flash_sales.auctions import reconcile as auctions
+    from flash_sales.group_deals import reconcile as group_deals
+    from flash_sales.group_deals.pool import GroupPool
+    from flash_sales.group_deals.store import GroupStore
     from flash_sales.reconcile import reconcile, render
     from flash_sales.store import SaleStore
     from inventory_lock import InventoryLock
@@ -250,7 +254,11 @@ async def _reconcile(settings: Settings, sale_ids: list[int], auction_ids: list[
         store = SaleStore(pool)
         lock = InventoryLock(client, settings.redis_prefix)
         everything = not sale_ids and not auction_ids
-        reports = await reconcile(store, lock, await store.all_ids() if everything else sale_ids)
+        kinds = await store.ids_by_kind(None if everything else sale_ids)
+        reports = await reconcile(store, lock, kinds["flash"])
+        group_reports = await group_deals.reconcile_deals(
+            GroupStore(pool), GroupPool(client, settings.redis_prefix), kinds["group"]
+        )
         if everything:
             auction_ids = await auctions.all_auction_ids(pool)
         auction_reports = await auctions.reconcile_auctions(pool, lock, auction_ids)
@@ -259,11 +267,14 @@ async def _reconcile(settings: Settings, sale_ids: list[int], auction_ids: list[
     finally:
         await client.aclose()
         await pool.close()
-    if reports or not auction_reports:
+    if reports or not (auction_reports or group_reports):
         print(render(reports))
+    if group_reports:
+        print(group_deals.render(group_reports))
     if auction_reports:
         print(auctions.render(auction_reports))
-    return all(r.ok for r in reports) and all(r.ok for r in auction_reports)
+    verdicts = [r.ok for r in reports] + [r.ok for r in group_reports]
+    return all(verdicts + [r.ok for r in auction_reports])
 
 
 def _reconcile_command(settings: Settings, sale_ids: list[int], auction_ids: list[int]) -> None:

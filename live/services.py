@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import asyncpg
 
 from flash_sales.auctions.service import AuctionService
+from flash_sales.group_deals.service import GroupDeals
 from flash_sales.orders import OrderWriter
+from flash_sales.referrals import Referrals
 from flash_sales.service import SaleService
 from flash_sales.store import SaleStore
 from flash_sales.webhooks.deliveries import DeliveryStore
@@ -53,6 +55,7 @@ class Services:
     webhooks: RoomWebhooks
     dispatcher: Dispatcher
     auctions: AuctionService
+    groups: GroupDeals
 
     @property
     def readiness(self) -> dict[str, Check]:
@@ -92,6 +95,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         tick_s=settings.tick_ms / 1000,
         max_tick_s=settings.max_tick_ms / 1000,
         lossy_per_tick=settings.lossy_per_tick,
+        lossy_per_s=settings.lossy_per_second,
         backpressure=Backpressure(
             high_water=settings.queue_high_water,
             hard_limit=settings.queue_hard_limit,
@@ -148,6 +152,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             stuck_confirm_s=3 * settings.io_timeout_s,
             write_timeout_s=settings.io_timeout_s,  # a bid's PostgreSQL write, then 503
         )
+        groups = GroupDeals(pg, redis, settings.redis_prefix, room_log)
         auth = Authenticator(settings.resolved_jwt_secret())
         gateway = Gateway(
             gateway_config(settings),
@@ -155,7 +160,8 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             room_log,
             presence,
             auth,
-            commands(rooms, sales, auctions),
+            commands(rooms, sales, auctions, groups),
+            referrals=Referrals(pg, settings.io_timeout_s),  # share links (gateway.referrals)
         )
         dispatcher = Dispatcher(
             DeliveryStore(pg),
@@ -178,6 +184,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                 RoomWebhooks(pg, settings.webhook_allow_private, settings.io_timeout_s),
                 dispatcher,
                 auctions=auctions,
+                groups=groups,
             )
         finally:
             await bounded("the webhook client", dispatcher.aclose())

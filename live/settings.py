@@ -42,6 +42,7 @@ class Settings:
     tick_ms: int = 50
     max_tick_ms: int = 200  # how far a big room may stretch its tick (never below tick_ms)
     lossy_per_tick: int = 20  # comments and purchases per frame (the most recent); rest counted
+    lossy_per_second: float = 10.0  # comments and purchases a viewer gets a second; 0: all
     queue_high_water: int = 32  # frames queued for a viewer before lossy events are left out
     queue_hard_limit: int = 256  # frames queued before the slow-consumer grace period starts
     slow_grace_s: float = 5.0  # seconds past the hard limit before the viewer is closed (4429)
@@ -135,6 +136,8 @@ class Settings:
             )
         if self.slow_grace_s <= 0:
             raise SettingsError("LIVE_SLOW_GRACE_S must be positive")
+        if not (0 <= self.lossy_per_second < math.inf):
+            raise SettingsError("LIVE_LOSSY_PER_SECOND must be 0 (no sampling) or positive")
         for name in (
             "max_message_bytes",
             "comment_max_chars",

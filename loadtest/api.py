@@ -110,7 +110,9 @@ class Api:
             self._last_used = time.monotonic()
             if answer.will_close:
                 self.close()
-            return Response(answer.status, _json(raw), _seconds(answer.getheader("Retry-After")))
+            return Response(
+                answer.status, decode_body(raw), seconds(answer.getheader("Retry-After"))
+            )
         raise AssertionError("unreachable")
 
     def get(self, path: str) -> Response:
@@ -120,7 +122,7 @@ class Api:
         return self.request("POST", path, {} if body is None else body, **kw)
 
 
-def _seconds(header: str | None) -> float | None:
+def seconds(header: str | None) -> float | None:
     """Retry-After as delta-seconds (an HTTP date is not used by this API)."""
     try:
         return max(0.0, float(header)) if header else None
@@ -128,7 +130,7 @@ def _seconds(header: str | None) -> float | None:
         return None
 
 
-def _json(raw: bytes) -> dict[str, Any]:
+def decode_body(raw: bytes) -> dict[str, Any]:
     if not raw:
         return {}
     try:

@@ -23,7 +23,7 @@ from loadtest.api import Api, Response
 from loadtest.auction_crowd import Board, User, bidder, sniper
 from loadtest.auction_verdict import Record, judge
 from loadtest.service import EmbeddedService
-from loadtest.verdict import Reconciled
+from loadtest.verdict import Reconciled, Row
 
 END_GRACE_S = 30.0  # past the longest possible deadline: the end, the offer, the confirm
 POLL_S = 0.25
@@ -35,7 +35,8 @@ class Made:
     auction: int
 
 
-def _ok(response: Response, what: str) -> dict[str, Any]:
+def ok_body(response: Response, what: str) -> dict[str, Any]:
+    """The answer's body, else SetupError naming the call."""
     if not response.ok:
         raise scenario.SetupError(f"{what}: {response.describe()}")
     return response.body
@@ -43,8 +44,8 @@ def _ok(response: Response, what: str) -> dict[str, Any]:
 
 def create(api: Api, room: str, args: argparse.Namespace) -> Made:
     """The room, a product and a scheduled auction of it (`api` with a host token of `room`)."""
-    _ok(api.request("PUT", f"/api/rooms/{room}", {"title": "Auction load test"}), "room")
-    product = _ok(
+    ok_body(api.request("PUT", f"/api/rooms/{room}", {"title": "Auction load test"}), "room")
+    product = ok_body(
         api.post(
             f"/api/rooms/{room}/products",
             {"title": "Load test watch", "price_cents": args.start_cents, "sku": "LT-A"},
@@ -59,10 +60,10 @@ def create(api: Api, room: str, args: argparse.Namespace) -> Made:
         "snipe_window_s": args.snipe_window,
         "max_extensions": args.max_extensions,
     }
-    return Made(room, int(_ok(api.post(f"/api/rooms/{room}/auctions", body), "auction")["id"]))
+    return Made(room, int(ok_body(api.post(f"/api/rooms/{room}/auctions", body), "auction")["id"]))
 
 
-async def _until(check: Any, within_s: float, what: str) -> None:
+async def until(check: Any, within_s: float, what: str) -> None:
     """Poll the service (in a thread: the client blocks) until `check()` holds."""
     deadline = time.monotonic() + within_s
     while not await asyncio.to_thread(check):
@@ -87,7 +88,7 @@ async def run_crowd(
 
     await asyncio.gather(*(open_one(user) for user in users))
     path = f"/api/auctions/{made.auction}"
-    opened = _ok(await asyncio.to_thread(host.post, f"{path}/start"), "start")
+    opened = ok_body(await asyncio.to_thread(host.post, f"{path}/start"), "start")
     board.take(opened)
     rng = random.Random(args.seed)
     pace = max(args.bidders / 20, 1.0)  # the bidders together: about 20 bids a second
@@ -96,24 +97,26 @@ async def run_crowd(
     longest_s = args.duration + args.snipe_window * (args.max_extensions + 1) + END_GRACE_S
     async with asyncio.timeout(longest_s):
         await asyncio.gather(*work)
-    await _until(lambda: host.get(path).body.get("state") == "ended", END_GRACE_S, "the end")
-    final = _ok(host.get(path), "auction")
+    await until(lambda: host.get(path).body.get("state") == "ended", END_GRACE_S, "the end")
+    final = ok_body(host.get(path), "auction")
     if final["bids"] and final["reserve_met"]:  # the winner is told, and confirms twice
-        await _until(lambda: len(board.orders) >= 2, END_GRACE_S, "the winner's confirm")
-    ladder = _ok(host.get(f"{path}/bids"), "bids")["bids"]
+        await until(lambda: len(board.orders) >= 2, END_GRACE_S, "the winner's confirm")
+    ladder = ok_body(host.get(f"{path}/bids"), "bids")["bids"]
     offers = []
     for user in users:
         mine = Api(url, user.token)
         offers += [
-            {"user": user.name, **o} for o in _ok(mine.get(f"{path}/offers"), "offers")["offers"]
+            {"user": user.name, **o}
+            for o in ok_body(mine.get(f"{path}/offers"), "offers")["offers"]
         ]
         mine.close()
     await asyncio.gather(*(user.close() for user in users))
     return Record(opened, final, ladder, offers, board.calls, board.orders, args.max_extensions)
 
 
-def _reconcile(auction: int, env: dict[str, str] | None) -> Reconciled:
-    command = [sys.executable, "-m", "live.cli", "reconcile", "--auction", str(auction)]
+def live_reconcile(flags: list[str], env: dict[str, str] | None) -> Reconciled:
+    """`live reconcile FLAGS` against the service's stores (`env`: a service started here)."""
+    command = [sys.executable, "-m", "live.cli", "reconcile", *flags]
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
@@ -143,16 +146,23 @@ def simulate(args: argparse.Namespace, out: Path) -> int:
         )
         record = asyncio.run(run_crowd(args, url, secret, made, host))
         reconciled = (
-            Reconciled(False, 0, "") if args.skip_reconcile else _reconcile(made.auction, env)
+            Reconciled(False, 0, "")
+            if args.skip_reconcile
+            else live_reconcile(["--auction", str(made.auction)], env)
         )
     (out / "calls.json").write_text(json.dumps([asdict(c) for c in record.calls], indent=1))
-    rows = judge(record, reconciled)
+    return write_verdict(out, judge(record, reconciled), auction=record.final)
+
+
+def write_verdict(out: Path, rows: list[Row], **record: Any) -> int:
+    """Print the verdict table and write it to verdict.txt and (with `record`) verdict.json:
+    the exit code, 0 when every row holds."""
     ok = all(row.ok for row in rows)
     width = max(len(row.name) for row in rows)
     lines = [f"  {'ok ' if row.ok else 'BAD'} {row.name:<{width}}  {row.detail}" for row in rows]
     text = "\n".join([*lines, f"verdict: {'PASS' if ok else 'FAIL'}"])
     print(text, flush=True)
     (out / "verdict.txt").write_text(text + "\n")
-    verdict = {"ok": ok, "rows": [row.view() for row in rows], "auction": record.final}
+    verdict = {"ok": ok, "rows": [row.view() for row in rows], **record}
     (out / "verdict.json").write_text(json.dumps(verdict, indent=1))
     return 0 if ok else 1

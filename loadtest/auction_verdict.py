@@ -37,7 +37,7 @@ def judge(record: Record, reconciled: Reconciled) -> list[Row]:
         _winner(record),
         *_deadline(record),
         _orders(record),
-        _reconciled(reconciled),
+        reconciled_row(reconciled),
     ]
 
 
@@ -120,7 +120,7 @@ def _orders(record: Record) -> Row:
     )
 
 
-def _reconciled(reconciled: Reconciled) -> Row:
+def reconciled_row(reconciled: Reconciled) -> Row:
     if not reconciled.ran:
         return Row("live reconcile", True, "skipped (--skip-reconcile)")
     tail = reconciled.output.splitlines()[-1] if reconciled.output else ""

@@ -1,10 +1,12 @@
 """The buyer: a viewer who reserves the moment the sale opens, thinks, then confirms (a share of
 its holds) or walks away and lets the hold expire.
 
-Reservations and confirms go over the HTTP API and are reported as request types `reserve` and
-`confirm`. The API's business answers (409 sold_out / limit / not_open, 409 expired or conflict
-on a confirm) are successes for locust: the service answered as promised. Only other answers and
-transport errors count as failures; in chaos runs a 503 (a store away, with Retry-After) is a
+Reservations and confirms go over the HTTP API on FastHttpUser's client (geventhttpclient, see
+fast_api.py) and are reported as request types `reserve` and `confirm`. The buyer's feed of the
+room (rawfeed.py) decodes only the frames that can tell it about its sale. The API's business
+answers (409 sold_out / limit / not_open, 409 expired or conflict on a confirm) are successes
+for locust: the service answered as promised. Only other answers and transport errors count as
+failures; in chaos runs a 503 (a store away, with Retry-After) is a
 promised answer too. A call that got no answer or a 5xx is retried with the same Idempotency-Key
 (or on the same reservation), both replay-safe, after Retry-After or a short backoff: a reserve
 for up to RESERVE_PATIENCE_S, a confirm for up to CONFIRM_PATIENCE_S (a stalled database answers
@@ -20,16 +22,22 @@ from typing import Any
 
 import gevent
 from gevent.event import Event
-from locust import task
+from geventhttpclient.url import URL
+from locust import FastHttpUser, task
 
 from loadtest import tokens
-from loadtest.api import Api, Response
+from loadtest.api import Response
+from loadtest.fast_api import FastApi
 from loadtest.users import LiveUser, pending
 
 RESERVE_NAME = "/api/sales/[sale]/reservations"
 CONFIRM_NAME = "/api/reservations/[id]/confirm"
 REJECTIONS = frozenset({"sold_out", "limit", "not_open"})
 CONFIRM_REFUSALS = frozenset({"expired", "sold_out", "conflict"})
+# The events of a sale, as the server writes them (compact JSON): a buyer's feed decodes a frame
+# that holds one of these, and one with a stock change while it waits for stock to come back.
+SALE_NEWS = (b'"type":"sale_started"', b'"type":"sold_out"', b'"type":"sale_ended"')
+STOCK_NEWS = b'"type":"stock"'
 # A hold whose expiry is this close is no longer counted as owned (clock and sweep slack).
 EXPIRY_GRACE_MS = 1000
 RESERVE_ATTEMPTS, RESERVE_PATIENCE_S = 4, 10.0
@@ -59,6 +67,12 @@ class SaleWatch:
             self.opened.set()
             self.stock_back.set()
 
+    def wants(self, frame: bytes) -> bool:
+        """Whether an undecoded events frame may say something about the sale."""
+        if any(news in frame for news in SALE_NEWS):
+            return True
+        return not self.stock_back.is_set() and STOCK_NEWS in frame
+
     def on_snapshot(self, snapshot: dict[str, Any]) -> None:
         if self._mine(snapshot.get("sale")):
             self._state(snapshot["sale"].get("state"))
@@ -73,18 +87,24 @@ class SaleWatch:
                 self.stock_back.set()
 
 
-class Buyer(LiveUser):
+class Buyer(FastHttpUser, LiveUser):
     weight = 1
+    concurrency = 1  # one call at a time: one keep-alive connection per buyer
+    network_timeout = connection_timeout = 10.0
 
     def on_start(self) -> None:
         super().on_start()
         self.sub = f"buyer-{uuid.uuid4().hex[:12]}"
-        self.api = Api(self.base_url, tokens.viewer_token(self.secret, self.params.room, self.sub))
+        http = self.client.client.clientpool.get_client(URL(self.base_url))
+        self.api = FastApi(http, tokens.viewer_token(self.secret, self.params.room, self.sub))
         self.watch = SaleWatch(self.params.sale)
         self.feed = self.new_feed(
-            self.sub, on_event=self.watch.on_event, on_snapshot=self.watch.on_snapshot
+            self.sub,
+            self.watch.wants,
+            on_event=self.watch.on_event,
+            on_snapshot=self.watch.on_snapshot,
         )
-        self.reader = gevent.spawn(self.feed.run)
+        self.feed.start()
         self.orders = 0
         self.holds: dict[str, int] = {}  # held (not confirmed) hold id -> expires_at ms
         self.done = False
@@ -93,8 +113,6 @@ class Buyer(LiveUser):
     def on_stop(self) -> None:
         if self.confirming:  # stopped mid-confirm: the order may or may not exist
             pending.add("confirm_unknown")
-        self.feed.closing = True
-        self.reader.kill(block=True, timeout=1)
         self.feed.close()
         self.api.close()
 

@@ -55,7 +55,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtest import chaos, scenario, simulation
+from loadtest import chaos, group_cli, scenario, simulation
 from loadtest.api import TransportError
 from loadtest.faults import FaultError
 from loadtest.service import ServiceError
@@ -84,8 +84,8 @@ def _positive(kind: type[int] | type[float]) -> Any:
 
 
 def add_parser(subparsers: Any) -> None:
-    """`loadtest` with its subcommands `flash-sale` and `auction`, on the `live` command's
-    subparsers."""
+    """`loadtest` with its subcommands `flash-sale`, `auction` and `group-deal`, on the `live`
+    command's subparsers."""
     loadtest = subparsers.add_parser(
         "loadtest", help="load simulations judged on the business invariants"
     )
@@ -135,11 +135,26 @@ def add_parser(subparsers: Any) -> None:
     )
     crowd = sale.add_argument_group("crowd")
     crowd.add_argument(
-        "--viewers", metavar="N", type=int, default=200, help="viewers (WebSocket only)"
+        "--viewers",
+        metavar="N",
+        type=int,
+        default=200,
+        help="viewers (WebSocket only, raw sockets, many per locust worker)",
     )
     crowd.add_argument("--buyers", metavar="M", type=_positive(int), default=50, help="buyers")
     crowd.add_argument(
-        "--spawn-rate", metavar="R", type=_positive(float), default=50.0, help="users/s"
+        "--spawn-rate",
+        metavar="R",
+        type=_positive(float),
+        default=50.0,
+        help="viewers and buyers connected per second",
+    )
+    crowd.add_argument(
+        "--probe-every",
+        metavar="K",
+        type=_positive(int),
+        default=20,
+        help="one viewer in K decodes every frame (fan-out lag, seq); the rest count frames",
     )
     crowd.add_argument(
         "--duration", metavar="T", type=duration, default=duration("20s"), help="e.g. 20s, 2m"
@@ -187,6 +202,13 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="failed actions share (default 0.01; off with --chaos)",
     )
+    judge.add_argument(
+        "--connect-within",
+        metavar="S",
+        type=_positive(float),
+        default=30.0,
+        help="every viewer and buyer connected this many s after the start",
+    )
     judge.add_argument("--skip-reconcile", action="store_true", help="no `live reconcile`")
     judge.add_argument(
         "--out",
@@ -211,6 +233,7 @@ def add_parser(subparsers: Any) -> None:
         "--expect-remote", metavar="N", type=int, default=0, help="workers from other machines"
     )
     _add_auction(commands)
+    group_cli.add_parser(commands)
 
 
 def _add_auction(commands: Any) -> None:
@@ -266,15 +289,18 @@ def run(args: argparse.Namespace) -> int:
         return flash_sale(args)
     if args.loadtest_command == "auction":
         return auction(args)
+    if args.loadtest_command == "group-deal":
+        return group_cli.run(args)
     raise ValueError(f"unknown loadtest command {args.loadtest_command!r}")
 
 
 def _check(args: argparse.Namespace) -> str | None:
-    for module, package in (("locust", "locust"), ("websocket", "websocket-client")):
-        if importlib.util.find_spec(module) is None:
-            return f"{package} is not installed: pip install -e '.[load]'"
+    if importlib.util.find_spec("locust") is None:
+        return "locust is not installed: pip install -e '.[load]'"
     if args.viewers < 0 or args.locust_workers < 0 or args.expect_remote < 0:
         return "--viewers, --workers and --expect-remote cannot be negative"
+    if args.url and not args.url.startswith("http://"):
+        return "--url: the viewers speak plain ws, give an http:// URL"
     if not 0 <= args.confirm_share <= 1:
         return "--confirm-share must be between 0 and 1"
     if args.limit > args.stock:

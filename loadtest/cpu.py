@@ -60,8 +60,12 @@ def _machine_busy() -> float:
     return (sum(values[:8]) - idle) / TICKS
 
 
+PEAK_WINDOW_S = 5.0  # a process's peak is its busiest stretch of this length (as locust's check)
+
+
 class CpuMeter:
-    """Sample now and then; `cores()` is the average number of cores each group kept busy."""
+    """Sample now and then; `cores()` is the average number of cores each group kept busy,
+    `seconds()` the CPU seconds it used, `peak()` its busiest process's busiest stretch."""
 
     def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
         self.groups = groups
@@ -71,6 +75,7 @@ class CpuMeter:
         self.started = time.monotonic()
         self.ended = self.started
         self.busy_start = self.busy_end = _machine_busy() if self.available else 0.0
+        self.history: dict[str, dict[int, list[tuple[float, float]]]] = {n: {} for n in groups}
 
     def sample(self) -> None:
         if not self.available:
@@ -81,6 +86,7 @@ class CpuMeter:
                 if stat is not None:
                     self.first[name].setdefault(pid, stat[1])
                     self.last[name][pid] = stat[1]
+                    self.history[name].setdefault(pid, []).append((time.monotonic(), stat[1]))
         self.ended = time.monotonic()
         self.busy_end = _machine_busy()
 
@@ -95,6 +101,24 @@ class CpuMeter:
         }
         used["machine"] = (self.busy_end - self.busy_start) / span
         return used
+
+    def seconds(self, name: str) -> float:
+        return sum(self.last[name][pid] - self.first[name][pid] for pid in self.last[name])
+
+    def peak(self, name: str) -> float | None:
+        """The highest share of a core one process of `name` used over PEAK_WINDOW_S (None
+        before any such stretch was sampled)."""
+        best: float | None = None
+        for samples in self.history[name].values():
+            start = 0
+            for end in range(len(samples)):
+                while start + 1 < end and samples[end][0] - samples[start + 1][0] >= PEAK_WINDOW_S:
+                    start += 1
+                span = samples[end][0] - samples[start][0]
+                if span >= PEAK_WINDOW_S:
+                    share = (samples[end][1] - samples[start][1]) / span
+                    best = share if best is None else max(best, share)
+        return best
 
 
 def describe(cores: dict[str, float]) -> str:

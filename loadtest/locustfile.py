@@ -1,10 +1,13 @@
-"""Locust users for a live-shopping flash sale: Viewer, Buyer and Host over the real protocols.
+"""Locust users for a live-shopping flash sale: Buyer and Host over the real protocols, and in
+every process that runs users its share of --live-viewers viewers (loadtest/viewers.py: raw
+sockets, many per process, reporting through the same locust events).
 
 Run it through `live loadtest flash-sale` (which also starts the service, checks the business
 invariants and draws the report), or with plain locust against a running service:
 
-    locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 --headless -u 300 -r 50 \\
-        -t 60s --live-buyers 50 --live-stock 100 --live-max-p99-ms 500
+    locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 --headless -u 51 -r 50 \\
+        -t 60s --live-buyers 50 --live-viewers 250 --live-viewer-rate 100 --live-stock 100 \\
+        --live-max-p99-ms 500
 
 Every `--live-*` option may instead be set as `LIVE_LOADTEST_*` (see loadtest/params.py). The
 JWT secret defaults to LIVE_JWT_SECRET, else the development secret in LIVE_DATA_DIR. Without
@@ -16,8 +19,9 @@ with each spawn message, so workers on other machines need only:
 
 Request types in locust's stats: `WS connect` (connect, resume: the handshake up to the welcome
 frame), `WS drop` (a connection lost or closed by the server; a failure), `WS event` named by
-event type (response time = publish-to-receive lag from the event's `ts`), `WS replay` (events
-caught up on a resume), `reserve`, `confirm` and `host` (pin, message, start sale, figures).
+the type of a frame's oldest event (response time = its publish-to-receive lag from the event's
+`ts`; probe viewers only), `WS replay` (frames caught up on a resume), `reserve`, `confirm` and
+`host` (pin, message, start sale, figures).
 
 With thresholds set (--live-max-p99-ms, --live-max-error-rate) or --live-chaos the exit code
 is 1 when a threshold is broken and 0 otherwise; with --live-out DIR the master writes
@@ -44,9 +48,10 @@ from loadtest.api import Api
 from loadtest.buyer import Buyer
 from loadtest.monitor import Monitor
 from loadtest.params import Params, add_arguments, buy_margin_s
-from loadtest.users import Host, Viewer, pending
+from loadtest.users import Host, pending
+from loadtest.viewers import Crowd
 
-__all__ = ["Buyer", "Host", "Viewer"]
+__all__ = ["Buyer", "Host"]
 
 log = logging.getLogger("loadtest")
 
@@ -58,6 +63,7 @@ locust.runners.WORKER_REPORT_INTERVAL = 1.0
 locust.runners.HEARTBEAT_LIVENESS = 10
 
 _monitor: Monitor | None = None
+_crowd: Crowd | None = None
 events: Any = locust_events  # untyped event hooks
 
 
@@ -88,7 +94,10 @@ def _report(client_id: str, data: dict[str, Any], **_: Any) -> None:
 
 def _test_start(environment: Any, **_: Any) -> None:
     pending.measuring = True
-    if isinstance(environment.runner, WorkerRunner) or _monitor is None:
+    if isinstance(environment.runner, WorkerRunner):
+        _start_crowd(environment)
+        return
+    if _monitor is None:
         return
     if _monitor.starts:  # locust restarted the test (a worker went missing): keep the plan
         _monitor.starts += 1
@@ -126,10 +135,27 @@ def _test_start(environment: Any, **_: Any) -> None:
     if run_time:  # stop buying a little before the end, so that no confirm is cut off mid-way
         options.live_buy_until_epoch_ms = int((now + run_time - buy_margin_s(run_time)) * 1000)
     _monitor.start()
+    if not _is_master(environment):
+        _start_crowd(environment)
+
+
+def _start_crowd(environment: Any) -> None:
+    """This process's viewers, from now on (a worker's share by its index)."""
+    global _crowd
+    if _crowd is not None:  # locust restarted the test: the viewers stay connected
+        return
+    params = Params.from_options(environment.parsed_options)
+    index = getattr(environment.runner, "worker_index", 0)
+    _crowd = Crowd(params, environment.host or "", environment.events.request.fire, pending, index)
+    _crowd.start()
 
 
 def _stopping(environment: Any, **_: Any) -> None:
+    global _crowd
     pending.measuring = False
+    if _crowd is not None:
+        _crowd.stop()
+        _crowd = None
 
 
 def _quitting(environment: Any, **_: Any) -> None:

@@ -70,6 +70,7 @@ class Monitor:
             "confirmed": counts.get("confirm_ok", 0),
             "events": counts.get("events", 0),
             "connects": counts.get("connects", 0),
+            "connected": counts.get("first_connects", 0),
             "connect_errors": counts.get("connect_errors", 0),
             "drops": counts.get("drops", 0),
             "lag_p50": window.lag_percentile(0.5),

@@ -44,7 +44,11 @@ class Params:
     buy_until_epoch_ms: int = 0  # set by the master: buyers start nothing later (0: no end)
     host_every: float = 3.0
     comment_every: float = 0.0  # seconds between one viewer's comments; 0: viewers stay quiet
-    buyers: int = 0  # fixed number of Buyer users; 0: by weight (1 buyer per 4 viewers)
+    buyers: int = 0  # fixed number of Buyer users; 0: as many as locust's -u leaves
+    viewers: int = 0  # viewers on raw sockets, shared among the processes (loadtest/viewers.py)
+    viewer_processes: int = 1  # processes running users (locust workers, or 1 without)
+    viewer_rate: float = 50.0  # viewers connected per second, all processes together
+    probe_every: int = 20  # one viewer in this many decodes every frame (lag, seq)
     max_p99_ms: float = 0.0  # 0: no threshold
     max_error_rate: float = 1.0  # 1: no threshold
     out: str = ""  # directory for timeline.jsonl and summary.json; empty: none written
@@ -83,7 +87,11 @@ _HELP = {
     "buy_until_epoch_ms": "internal: buyers start no reservation or confirm after this",
     "host_every": "seconds between the host's messages and pins",
     "comment_every": "seconds between one viewer's comments (0: no comments)",
-    "buyers": "number of Buyer users (0: by weight)",
+    "buyers": "number of Buyer users (0: as many as -u leaves beside the host)",
+    "viewers": "viewers on raw sockets, spread over the worker processes (not locust users)",
+    "viewer_processes": "processes sharing the viewers: the locust workers (1 without workers)",
+    "viewer_rate": "viewers connected per second, all processes together",
+    "probe_every": "one viewer in this many decodes every frame (lag, seq); the rest count",
     "max_p99_ms": "fail when reserve, confirm or fan-out p99 exceeds this (0: off)",
     "max_error_rate": "fail when the share of failed actions exceeds this (1: off)",
     "out": "directory for timeline.jsonl and summary.json",

@@ -40,7 +40,7 @@ def read_timeline(path: Path) -> list[dict[str, Any]]:
 def _line(elapsed: float, row: dict[str, Any] | None, figures: dict[str, Any] | None) -> str:
     parts = [f"{elapsed:6.1f}s"]
     if row is not None:
-        parts.append(f"users {row['users']:>5}")
+        parts.append(f"connected {row.get('connected', 0):>6}")
         parts.append(f"reservations {row['reserve']:>6} (holds {row['holds']})")
         parts.append(f"orders {row['confirmed']:>5}")
         lag = row.get("lag_p99")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest import impact, progress, scenario, verdict
+from loadtest import impact, progress, scenario, server_side, verdict
 from loadtest.params import CALLS
 
 
@@ -20,6 +20,24 @@ class Run:
     ended: float  # locust finished
     injected: list[dict[str, Any]] = field(default_factory=list)  # Injected.view() of each fault
     sale_opened: float | None = None  # when the chaos runner saw the sale open
+    metrics_before: str = ""  # the service's /metrics just before locust started ("": unread)
+    metrics_after: str = ""  # and just after it finished
+    locust_cpu_s: float | None = None  # CPU seconds of every locust process (None: unmeasured)
+    locust_peak: float | None = None  # the busiest locust process's busiest 5 s, in cores
+
+
+def _generator_line(summary: dict[str, Any], run: Run) -> str:
+    """The load generator's cost: CPU seconds per viewer-second (buyers and host included in
+    the CPU), and its busiest process."""
+    viewer_s = float(summary.get("counts", {}).get("viewer_seconds", 0))
+    per = (
+        f"{run.locust_cpu_s / viewer_s * 1e6:.0f} µs CPU per viewer-second"
+        f" ({run.locust_cpu_s:.1f} CPU s / {viewer_s:,.0f} viewer-s, buyers' and host's CPU in it)"
+        if run.locust_cpu_s is not None and viewer_s
+        else "not measured"
+    )
+    peak = "-" if run.locust_peak is None else f"{run.locust_peak:.0%}"
+    return f"  {'generator':<12} {per}; busiest locust process {peak} of a core over 5 s"
 
 
 def _calls(out: Path) -> list[impact.Call]:
@@ -58,7 +76,7 @@ def write(
 
     chaos = bool(args.chaos)
     series: list[dict[str, Any]] = summary.get("series", [])
-    rows = verdict.load_checks(summary, args.viewers + args.buyers)
+    rows = verdict.load_checks(summary, args.viewers + args.buyers, args.connect_within)
     rows += verdict.invariants(figures, summary, reconciled, args.buyers, chaos=chaos)
     impacts = impact.impacts(run.injected, _calls(out), run.started, run.ended, run.sale_opened)
     rows += [found.row(index) for index, found in enumerate(impacts, 1)]
@@ -73,6 +91,9 @@ def write(
     )
     lines = verdict.figures_lines(summary, chart.peak(series))
     lines.append(f"  {'cpu (cores)':<12} {cores}")
+    lines.append(_generator_line(summary, run))
+    compared = server_side.sides(summary, run.metrics_before, run.metrics_after)
+    lines += server_side.lines(compared)
     lines += _fault_lines(impacts)
     text = verdict.render(title, rows, lines)
     if reconciled.ran:
@@ -85,6 +106,7 @@ def write(
         "rows": [row.view() for row in rows],
         "figures": figures,
         "faults": [found.view() for found in impacts],
+        "server_side": [asdict(one) | {"ratio": one.ratio} for one in compared],
         "run": {"started": run.started, "ended": run.ended, "sale_opened": run.sale_opened},
     }
     (out / "verdict.json").write_text(json.dumps(record, indent=2))

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from loadtest import chaos, cpu, progress, report, scenario, tokens, verdict
+from loadtest import chaos, cpu, progress, report, scenario, server_side, tokens, verdict
 from loadtest.api import Api
 from loadtest.faults import RedisServer
 from loadtest.injector import ChaosRunner, Targets
@@ -67,6 +67,18 @@ def chaos_plan(args: argparse.Namespace) -> list[chaos.Planned]:
         ) from None
 
 
+def connect_rates(args: argparse.Namespace) -> tuple[float, float]:
+    """(viewers/s, buyers/s): --spawn-rate shared by the viewers and the buyers in proportion,
+    so that both are connected at the same moment; locust spawns at least one buyer a second."""
+    crowd = args.viewers + args.buyers
+    return args.spawn_rate * args.viewers / crowd, max(args.spawn_rate * args.buyers / crowd, 1.0)
+
+
+def _processes(args: argparse.Namespace) -> int:
+    """The processes that run users: the workers, local and remote, or the one local runner."""
+    return max(int(args.locust_workers) + int(args.expect_remote), 1)
+
+
 def _params(args: argparse.Namespace, made: scenario.Scenario, secret: str, out: Path) -> Params:
     max_error_rate = args.max_error_rate
     if max_error_rate is None:  # a chaos run is judged on its invariants and faults instead
@@ -86,6 +98,10 @@ def _params(args: argparse.Namespace, made: scenario.Scenario, secret: str, out:
         host_every=args.host_every,
         comment_every=args.comment_every,
         buyers=args.buyers,
+        viewers=args.viewers,
+        viewer_processes=_processes(args),
+        viewer_rate=connect_rates(args)[0],
+        probe_every=args.probe_every,
         max_p99_ms=args.max_p99_ms,
         max_error_rate=max_error_rate,
         out=str(out),
@@ -206,13 +222,12 @@ def simulate(args: argparse.Namespace, out: Path) -> int:
             price_cents=Params().price_cents,
         )
         params = _params(args, made, secret, out)
-        users = args.viewers + args.buyers + 1
         swarm = Swarm(
             SwarmPlan(
                 url=url,
                 params=params,
-                users=users,
-                spawn_rate=args.spawn_rate,
+                users=args.buyers + 1,
+                spawn_rate=connect_rates(args)[1],
                 duration_s=args.duration,
                 out=out,
                 workers=args.locust_workers,
@@ -237,6 +252,7 @@ def simulate(args: argparse.Namespace, out: Path) -> int:
         if service is not None:
             groups = {"service": lambda: _service_pids(service, redis), **groups}
         meter = cpu.CpuMeter(groups)
+        metrics_before = server_side.scrape(url)
         meter.sample()
         started = time.time()
         swarm.start()
@@ -262,8 +278,18 @@ def simulate(args: argparse.Namespace, out: Path) -> int:
         )
         locust_code = swarm.finish()
         ended = time.time()
+        metrics_after = server_side.scrape(url)
         injected = [fault.view() for fault in runner.stop()] if runner else []
-        run = Run(started, ended, injected, runner.opened_at if runner else None)
+        run = Run(
+            started,
+            ended,
+            injected,
+            runner.opened_at if runner else None,
+            metrics_before,
+            metrics_after,
+            meter.seconds("locust") if meter.available else None,
+            meter.peak("locust"),
+        )
         figures = _settle(api, made.sale, args.hold_seconds + (CHAOS_SETTLE_S if plan else 0))
         samples.stock.append({"t": time.time(), **figures})
         summary = _load_summary(out)

@@ -52,6 +52,8 @@ def request_types(entries: Any, since: float | None = None) -> dict[str, dict[st
         row["rps"] = row["count"] / window if row["count"] else 0.0
         for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
             row[name] = percentile(histograms[kind], q)
+        if kind in P99_CHECKED:  # for the comparison with the server's own histogram
+            row["histogram"] = sorted(histograms[kind].items())
         del row["start"], row["last"]
     return merged
 
@@ -100,6 +102,7 @@ def build(
             "p50": tally.lag_percentile(0.5),
             "p99": tally.lag_percentile(0.99),
             "max": max(tally.lag) if tally.lag else None,
+            "histogram": sorted(tally.lag.items()),
         },
         "counts": dict(tally.counts),
         "series": tally.series(),

@@ -1,4 +1,5 @@
-"""The simulated people of a live shopping room: viewers and the host (buyers in buyer.py).
+"""The simulated people of a live shopping room that are locust users: the host (buyers in
+buyer.py; viewers, many per process, in viewers.py).
 
 Every user talks to the service over its public protocols only: the WebSocket for the room, the
 HTTP API for everything else. What they see that locust's request stats cannot hold (events
@@ -7,9 +8,7 @@ process's `pending` tally, which workers ship to the master with each report."""
 
 from __future__ import annotations
 
-import random
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +17,8 @@ from locust import User, constant, task
 
 from loadtest import tokens
 from loadtest.api import Api, Response, TransportError
-from loadtest.feed import RoomFeed
 from loadtest.params import Params
+from loadtest.rawfeed import RawFeed, Wants
 from loadtest.tally import Tally
 
 pending = Tally()
@@ -92,48 +91,23 @@ class LiveUser(User):
         if self.record_calls and kind in RECORDED:
             pending.call(began, time.time(), kind, status, code)
 
-    def new_feed(self, sub: str, **listeners: Any) -> RoomFeed:
+    def new_feed(self, sub: str, wants: Wants, **listeners: Any) -> RawFeed:
+        """The user's own feed of the room: not a probe, decoding the frames it `wants`."""
         token = tokens.viewer_token(self.secret, self.params.room, sub)
-        return RoomFeed(self.base_url, self.params.room, token, self.fire, pending, **listeners)
+        return RawFeed(
+            self.base_url,
+            self.params.room,
+            token,
+            self.fire,
+            pending,
+            probe=False,
+            wants=wants,
+            **listeners,
+        )
 
 
 def _ok(response: Response) -> bool:
     return response.ok
-
-
-class Viewer(LiveUser):
-    """Watches the room: connects, counts events and their lag, resumes after a drop; comments
-    now and then when --live-comment-every is set."""
-
-    weight = 4
-
-    def on_start(self) -> None:
-        super().on_start()
-        self.feed = self.new_feed(f"viewer-{uuid.uuid4().hex[:12]}")
-        self.chatter: Any = None
-        if self.params.comment_every > 0:
-            self.chatter = gevent.spawn(self._comment_loop)
-
-    def on_stop(self) -> None:
-        self.feed.closing = True
-        if self.chatter is not None:
-            self.chatter.kill(block=True, timeout=1)
-        self.feed.close()
-
-    def _comment_loop(self) -> None:
-        every = self.params.comment_every
-        gevent.sleep(random.uniform(0, every))
-        while True:
-            if self.feed.send({"type": "comment", "text": random.choice(COMMENTS)}):
-                pending.add("comments_sent")
-            gevent.sleep(every * random.uniform(0.8, 1.2))
-
-    @task
-    def watch(self) -> None:
-        self.feed.run()
-
-
-COMMENTS = ("so cute!", "what sizes?", "want!!", "is it waterproof?", "hi from Lyon", "ordered")
 
 
 class Host(LiveUser):

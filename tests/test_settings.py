@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from live.services import gateway_config
 from live.settings import Settings, SettingsError
 
 
@@ -98,3 +99,12 @@ def test_an_unusable_data_dir_is_a_settings_error() -> None:
     settings = Settings.from_env({"LIVE_DATA_DIR": "/proc/no/such/dir"})
     with pytest.raises(SettingsError, match="cannot hold the development secret"):
         settings.resolved_jwt_secret()
+
+
+def test_the_gateway_gets_the_lossy_rate() -> None:
+    assert gateway_config(Settings.from_env({})).lossy_per_s == 10.0
+    sampled = Settings.from_env({"LIVE_LOSSY_PER_SECOND": "2.5"})
+    assert gateway_config(sampled).lossy_per_s == 2.5
+    assert gateway_config(Settings.from_env({"LIVE_LOSSY_PER_SECOND": "0"})).lossy_per_s == 0
+    with pytest.raises(SettingsError, match="LIVE_LOSSY_PER_SECOND"):
+        Settings.from_env({"LIVE_LOSSY_PER_SECOND": "-1"})

@@ -33,6 +33,11 @@ ms; a viewer's lag is its receive time minus `pt` (one machine, one clock), samp
 frames and events. Server CPU and memory come from /proc; memory per connection is
 (RSS at the end of the window - RSS before the first viewer) / N.
 
+Every viewer also counts the payload bytes it receives: the `B/view/s` column and the
+`bandwidth:` lines give bytes per viewer per second for each server, and Node socket.io's over
+live's where Node kept up with the workload. The peers' messages carry the same fields per event
+as live's wire envelope, so the difference is framing, sampling and conflation.
+
 A run passes when every viewer connected and stayed, every probe got every pin of the window,
 and p99 < 250 ms. For each server the counts run in ascending order; above a peer's failed count
 the rest are skipped (--no-skip runs them; live runs every count), and up to --search extra runs
@@ -43,7 +48,8 @@ flagged "generator saturated" measured the generator's core, not the server; the
 is CPU taken by work this bench did not start (on a shared machine, --nice -10 keeps it off).
 
 The package, by job: `workload` (what is published), `client` (the load-generator processes and
-their raw WebSocket viewers), `procstats` (CPU and memory from /proc, priorities, limits),
+their raw WebSocket viewers), `storm_client` (the same viewers joining, dropped and resuming all
+at once, for bench/storms.py), `procstats` (CPU and memory from /proc, priorities, limits),
 `servers` (starting and stopping live and the peers), `peers` (installing the peers), `run` (one
 run, and the plan of runs), `report` (the tables), `cli` (the command line).
 """

@@ -16,8 +16,15 @@ from typing import cast
 from .procstats import prioritize, raise_fd_limit, self_cpu_s
 
 WS_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
-EVENT_RE = re.compile(rb'"type":"(\w+)","lane":"\w+","data":\{"pt":([0-9.]+)')
+# An event's type and `pt`, whether its envelope names its lane and key or leaves them implied.
+EVENT_RE = re.compile(
+    rb'"type":"(\w+)",(?:"lane":"\w+",)?(?:"key":"[^"]*",)?"data":\{"pt":([0-9.]+)'
+)
 PT = b'"pt":'
+# What made a viewer ready (its `ready` future's result): a snapshot (for a Socket.IO viewer:
+# its namespace connect), or a resume.
+SNAPSHOT = b'{"type":"snapshot"'
+RESUMED = b'{"type":"welcome","resumed":true'
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,9 @@ class Viewer(asyncio.Protocol):
         if self.ready.done():
             self._count(data, start, end, now, data.count(PT, start, end))
         elif data.startswith(b'{"type":"snapshot"', start):
-            self.ready.set_result(None)
+            self.ready.set_result(SNAPSHOT)
+        elif data.startswith(RESUMED, start):
+            self.ready.set_result(RESUMED)
 
     def _sio_message(self, data: bytes, start: int, end: int, now: float) -> None:
         kind = data[start : start + 2]
@@ -207,9 +216,18 @@ class Viewer(asyncio.Protocol):
             self.transport.write(_masked_text(b"40"))  # open -> connect to namespace "/"
         elif kind == b"40":
             if not self.ready.done():
-                self.ready.set_result(None)
+                self.ready.set_result(SNAPSHOT)
         elif kind in (b"41", b"44"):
             self._fail(data[start:end].decode("utf-8", "replace"))
+
+
+def upgrade_request(port: int, path: str) -> bytes:
+    """A viewer's WebSocket handshake request for `path`."""
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY.decode()}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
 
 
 def viewer_worker(pipe: Pipe, spec: WorkerSpec) -> None:
@@ -232,11 +250,7 @@ def viewer_worker(pipe: Pipe, spec: WorkerSpec) -> None:
 async def _viewers(pipe: Pipe, spec: WorkerSpec) -> None:
     loop = asyncio.get_running_loop()
     tally = Tally()
-    request = (
-        f"GET {spec.path} HTTP/1.1\r\nHost: 127.0.0.1:{spec.port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY.decode()}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
+    request = upgrade_request(spec.port, spec.path)
     viewers: list[Viewer] = []
     gate = asyncio.Semaphore(spec.concurrency)
     began = time.monotonic()

@@ -48,8 +48,13 @@ def raise_fd_limit(needed: int | None = None) -> None:
 
 
 def proc_cpu_s(pid: int) -> float:
+    return sum(proc_cpu_split_s(pid))
+
+
+def proc_cpu_split_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def proc_rss(pid: int) -> int:

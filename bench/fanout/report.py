@@ -9,6 +9,8 @@ import math
 from .run import LABELS, P99_GOAL_MS, WARM_UP_S, Result
 
 GOAL_RATIO = {"node": 5.0, "socketio": 20.0}
+BANDWIDTH_GOAL_B = 4096  # bytes per viewer per second
+BANDWIDTH_RATIO = 8.0  # at least this many times less than Node socket.io
 
 
 def _fmt(value: float, spec: str) -> str:
@@ -19,7 +21,7 @@ def report(args: argparse.Namespace, results: dict[str, list[Result]]) -> None:
     head = (
         f"{'server':<16}{'viewers':>8}{'conn':>7}{'events/s':>11}{'frames/s':>10}"
         f"{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'srv CPU':>8}{'gen CPU':>8}{'other':>6}"
-        f"{'KiB/conn':>9}  p99<250"
+        f"{'KiB/conn':>9}{'B/view/s':>9}  p99<250"
     )
     print()
     print(
@@ -51,7 +53,8 @@ def report(args: argparse.Namespace, results: dict[str, list[Result]]) -> None:
                 f"{_fmt(r.percentile(0.50), '.1f'):>8}{_fmt(r.percentile(0.99), '.1f'):>8}"
                 f"{_fmt(r.lag_max, '.0f'):>8}{_fmt(100 * r.server_cpu, '.0f'):>8}"
                 f"{_fmt(100 * r.gen_cpu, '.0f'):>8}{_fmt(100 * r.other_cpu, '.0f'):>6}"
-                f"{_fmt(r.kib_per_connection, '.1f'):>9}  {flag}"
+                f"{_fmt(r.kib_per_connection, '.1f'):>9}"
+                f"{_fmt(r.bytes_per_viewer_s, ',.0f'):>9}  {flag}"
             )
     print()
     for kind, rows in results.items():
@@ -70,6 +73,7 @@ def report(args: argparse.Namespace, results: dict[str, list[Result]]) -> None:
                 f"softirq {_fmt(100 * r.irq_cpu, '.0f')}%"
             )
     proxy_cost(results)
+    bandwidth(results)
     best = {kind: _best(rows) for kind, rows in results.items()}
     print()
     print(f"largest room with p99 < {P99_GOAL_MS:.0f} ms, one server process on one core:")
@@ -111,6 +115,36 @@ def report(args: argparse.Namespace, results: dict[str, list[Result]]) -> None:
             )
         ten_k = next((r for r in results["live"] if r.viewers >= 10_000 and r.ok), None)
         print(f"  10k viewers in one room on this machine: {'yes' if ten_k else 'no'}")
+
+
+def bandwidth(results: dict[str, list[Result]]) -> None:
+    """Bytes per viewer per second, count by count, and live's against Node socket.io's."""
+    measured = {
+        kind: {r.viewers: r for r in rows if r.window_s and r.connected}
+        for kind, rows in results.items()
+    }
+    print()
+    print(
+        "bandwidth: payload bytes per viewer per second "
+        f"(goal: live <= {BANDWIDTH_GOAL_B:,} B/s and {BANDWIDTH_RATIO:g}x less than node):"
+    )
+    for viewers in sorted({v for rows in measured.values() for v in rows}):
+        rows = {
+            kind: by_count[viewers] for kind, by_count in measured.items() if viewers in by_count
+        }
+        line = ", ".join(
+            f"{LABELS[kind]} {_fmt(r.bytes_per_viewer_s, ',.0f')}" for kind, r in rows.items()
+        )
+        ours, node = rows.get("live"), rows.get("node")
+        if ours is not None and node is not None and ours.bytes_per_viewer_s > 0:
+            if node.ok:
+                ratio = node.bytes_per_viewer_s / ours.bytes_per_viewer_s
+                met = ratio >= BANDWIDTH_RATIO and ours.bytes_per_viewer_s <= BANDWIDTH_GOAL_B
+                line += f"; node / live {ratio:.1f}x (goal {'met' if met else 'not met'})"
+            else:  # its bytes are what it managed to send, not what the workload asks
+                share = node.per_s(node.events) / node.connected / (node.published.rate or math.nan)
+                line += f"; no ratio: node fell behind (delivered {share:.0%} of the events)"
+        print(f"  {viewers} viewers: {line}")
 
 
 def proxy_cost(results: dict[str, list[Result]]) -> None:

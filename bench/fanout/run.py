@@ -104,6 +104,12 @@ class Result:
         return count / self.window_s if self.window_s else math.nan
 
     @property
+    def bytes_per_viewer_s(self) -> float:
+        """Payload bytes each viewer received a second in the window (WebSocket frame headers,
+        2-10 bytes a frame, not counted)."""
+        return self.per_s(self.bytes) / self.connected if self.connected else math.nan
+
+    @property
     def kib_per_connection(self) -> float:
         return (self.rss_load - self.rss_idle) / max(1, self.viewers) / 1024
 

@@ -50,6 +50,7 @@ class Server:
     cleanup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     others: list[subprocess.Popen[bytes]] = field(default_factory=list)  # more live nodes
     proxy: subprocess.Popen[bytes] | None = None  # HAProxy in front of the nodes (`port` is its)
+    position: Callable[[], Awaitable[tuple[str, int]]] | None = None  # live: the log's (epoch, seq)
 
     @property
     def pids(self) -> list[int]:
@@ -64,7 +65,7 @@ class Server:
         return "\n".join(text[-lines:])
 
 
-def _spawn(
+def spawn(
     cmd: list[str], env: dict[str, str], log_path: Path, args: argparse.Namespace, cwd: Path
 ) -> subprocess.Popen[bytes]:
     out = log_path.open("wb")
@@ -90,7 +91,7 @@ def _spawn(
         out.close()
 
 
-async def _wait_ready(
+async def wait_ready(
     proc: subprocess.Popen[bytes], url: str, timeout_s: float, any_status: bool = False
 ) -> None:
     """Until `url` answers 200 (or anything HTTP with `any_status`), or the process exits."""
@@ -178,7 +179,7 @@ async def _start_live(
         cmd = [sys.executable, "-m", args.live_module, "serve", "--host", "127.0.0.1"]
         cmd += ["--port", str(port)]
         node_env = env | {"LIVE_DATA_DIR": str(logs / f"data-{tag}-{n}")}
-        procs.append(_spawn(cmd, node_env, logs / f"live-{tag}-{n}.log", args, ROOT))
+        procs.append(spawn(cmd, node_env, logs / f"live-{tag}-{n}.log", args, ROOT))
     room_log = RoomLog(redis, prefix)
 
     async def publish(kind: str, i: int, data: dict[str, Any]) -> None:
@@ -189,22 +190,23 @@ async def _start_live(
     log_path = logs / f"live-{tag}-0.log"
     server = Server(kind, ports[0], procs[0], log_path, room, f"/ws/rooms/{room}", publish)
     server.others = procs[1:]
+    server.position = lambda: room_log.position(room)
     server.cleanup.append(lambda: _drop_schema(args.database_url, schema))
     server.cleanup.append(lambda: _delete_keys(redis, prefix))
     for proc, port in zip(procs, ports, strict=True):
-        await _wait_ready(proc, f"http://127.0.0.1:{port}/readyz", 60)
+        await wait_ready(proc, f"http://127.0.0.1:{port}/readyz", 60)
     if proxied:
         server.port = free_port()
         config = logs / f"haproxy-{tag}.cfg"
         config.write_text(haproxy.render(server.port, ports, free_port()))
-        server.proxy = _spawn(
+        server.proxy = spawn(
             [haproxy.binary(), "-db", "-f", str(config)],
             env,
             logs / f"haproxy-{tag}.log",
             args,
             ROOT,
         )
-        await _wait_ready(server.proxy, f"http://127.0.0.1:{server.port}/readyz", 30)
+        await wait_ready(server.proxy, f"http://127.0.0.1:{server.port}/readyz", 30)
     token = mint(SECRET, sub="bench-host", role=Role.HOST, room=room, ttl_s=3600)
     body = json.dumps({"title": "fanout bench"}).encode()
     url = f"http://127.0.0.1:{server.port}/api/rooms/{room}"
@@ -240,7 +242,7 @@ async def start_socketio(args: argparse.Namespace, redis: aioredis.Redis, logs: 
     script = str(PEER_SOURCES / "socketio_server.py")
     log_path = logs / f"socketio-{tag}.log"
     cmd = [str(python), script, str(port), args.redis_url, channel]
-    proc = _spawn(cmd, dict(os.environ), log_path, args, PEER_SOURCES)
+    proc = spawn(cmd, dict(os.environ), log_path, args, PEER_SOURCES)
     host_id = f"bench-{tag}"
 
     async def publish(kind: str, i: int, data: dict[str, Any]) -> None:
@@ -258,7 +260,7 @@ async def start_socketio(args: argparse.Namespace, redis: aioredis.Redis, logs: 
         await redis.publish(channel, json.dumps(message, separators=(",", ":")))
 
     path = f"/socket.io/?EIO=4&transport=websocket&room={room}"
-    await _wait_ready(proc, f"http://127.0.0.1:{port}/socket.io/", 30, any_status=True)
+    await wait_ready(proc, f"http://127.0.0.1:{port}/socket.io/", 30, any_status=True)
     return Server("socketio", port, proc, log_path, room, path, publish)
 
 
@@ -268,7 +270,7 @@ async def start_node(args: argparse.Namespace, redis: aioredis.Redis, logs: Path
     script = str(args.peers_dir / "node" / "node_server.js")
     log_path = logs / f"node-{tag}.log"
     cmd = ["node", script, str(port), args.redis_url, key]
-    proc = _spawn(cmd, dict(os.environ), log_path, args, args.peers_dir / "node")
+    proc = spawn(cmd, dict(os.environ), log_path, args, args.peers_dir / "node")
     channel = f"{key}#/#{room}#"
     uid = f"bench-{tag}"
 
@@ -278,7 +280,7 @@ async def start_node(args: argparse.Namespace, redis: aioredis.Redis, logs: Path
         await redis.publish(channel, msgpack([uid, packet, options]))
 
     path = f"/socket.io/?EIO=4&transport=websocket&room={room}"
-    await _wait_ready(proc, f"http://127.0.0.1:{port}/healthz", 30)
+    await wait_ready(proc, f"http://127.0.0.1:{port}/healthz", 30)
     return Server("node", port, proc, log_path, room, path, publish)
 
 

@@ -113,11 +113,10 @@ def _pack(value: object, out: bytearray) -> None:
 
 
 def envelope(kind: str, i: int, data: dict[str, Any]) -> dict[str, Any]:
-    """A peer's event: the same fields as a live room event, emitted as one message."""
-    pt = float(data["pt"])
-    lane, key = Workload.route(kind)
-    event: dict[str, Any] = {"seq": i + 1, "ts": int(pt), "type": kind, "lane": lane.value}
-    return {**event, "key": key, "data": data} if key else {**event, "data": data}
+    """A peer's event, emitted as one message: the fields of a live room event on the wire
+    (gateway/envelope.py: every lane and merge key of this workload is implied by its type), so
+    the peers send the same bytes per event and only framing, sampling and conflation differ."""
+    return {"seq": i + 1, "ts": int(float(data["pt"])), "type": kind, "data": data}
 
 
 @dataclass
@@ -127,6 +126,11 @@ class Published:
     pins_in_window: int = 0
     window_s: float = 0.0
     slowest_ms: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Events published per second in the window."""
+        return self.in_window / self.window_s if self.window_s else math.nan
 
 
 async def publish_loop(

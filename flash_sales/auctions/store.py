@@ -17,6 +17,7 @@ from flash_sales import outbox
 from flash_sales.auctions.book import Live
 from flash_sales.auctions.model import Auction, AuctionConfig, AuctionState, OfferState
 from flash_sales.model import Order
+from flash_sales.referrals import referrer_sql
 from flash_sales.store import ORDER_COLUMNS, order_of
 
 _COLUMNS = (
@@ -25,6 +26,8 @@ _COLUMNS = (
     "extensions, ends_at"
 )
 _OFFER_COLUMNS = "auction_id, rank, bidder_id, price_cents, reservation_id, expires_at, state"
+# The winner's referrer in the auction's room (share links, flash_sales/referrals.py).
+_REFERRER = referrer_sql("(SELECT room_id FROM auctions WHERE id = $2)", "$3")
 
 
 @dataclass(frozen=True)
@@ -270,8 +273,9 @@ class AuctionStore:
                 return OfferState(state)
             row = await conn.fetchrow(
                 f"""INSERT INTO orders (reservation_id, auction_id, buyer_id, qty, price_cents,
-                                        total_cents, payment_ref)
-                    VALUES ($1, $2, $3, 1, $4::int, $4::bigint, $5) RETURNING {ORDER_COLUMNS}""",
+                                        total_cents, payment_ref, referrer_id)
+                    VALUES ($1, $2, $3, 1, $4::int, $4::bigint, $5, {_REFERRER})
+                    RETURNING {ORDER_COLUMNS}""",
                 offer.reservation_id,
                 offer.auction_id,
                 offer.bidder,

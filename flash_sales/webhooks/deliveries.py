@@ -35,7 +35,6 @@ from typing import Any
 import asyncpg
 
 from flash_sales import outbox
-from flash_sales.model import Order
 from flash_sales.store import ORDER_COLUMNS, order_of
 from flash_sales.webhooks.endpoints import GLOBAL, Endpoint
 from flash_sales.webhooks.upkeep import Upkeep
@@ -159,9 +158,10 @@ class DeliveryStore(Upkeep):
                 for order in e["order_ids"]
             ]
             orders = {
-                row["id"]: order_of(row)
+                row["id"]: rendered_order(row)
                 for row in await conn.fetch(
-                    f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ANY($1::bigint[])", order_ids
+                    f"SELECT {ORDER_COLUMNS}, referrer_id FROM orders WHERE id = ANY($1::bigint[])",
+                    order_ids,
                 )
             }
             made: list[tuple[Any, ...]] = []
@@ -356,8 +356,14 @@ class DeliveryStore(Upkeep):
         )
 
 
+def rendered_order(row: asyncpg.Record) -> dict[str, Any]:
+    """An order as its event carries it: its view, and who referred the buyer (a share link's
+    sharer, or null: flash_sales/referrals.py)."""
+    return {**order_of(row).view(), "referrer_id": row["referrer_id"]}
+
+
 def _events(
-    entry: asyncpg.Record, orders: dict[int, Order]
+    entry: asyncpg.Record, orders: dict[int, dict[str, Any]]
 ) -> Iterator[tuple[uuid.UUID, int, dict[str, Any]]]:
     """(event id, seq, data) of each event of an outbox entry: its orders' `order.created`
     events in turn, or its one event."""
@@ -366,7 +372,7 @@ def _events(
     if entry["order_ids"]:
         for n, order_id in enumerate(entry["order_ids"]):
             seq = entry["seq"] + n
-            data = {**common, "order": orders[order_id].view(), "sequence": seq}
+            data = {**common, "order": orders[order_id], "sequence": seq}
             yield outbox.order_event(entry["id"], order_id), seq, data
     else:
         yield entry["id"], entry["seq"], {**json.loads(entry["data"]), "sequence": entry["seq"]}

@@ -82,10 +82,11 @@ const REFRESH_RETRY_MS = 3000; // when no fresh token came, ask again after this
  * 4401 close; see docs/protocol.md, "Token refresh". One timer per client, whatever happens.
  */
 export class LiveClient extends EventTarget {
-  constructor(room, token, { getToken = null } = {}) {
+  constructor(room, token, { getToken = null, connectParams = {} } = {}) {
     super();
     this.room = room;
     this.token = token;
+    this.connectParams = connectParams; // more connect parameters, e.g. `share` (docs/protocol.md)
     this.getToken = getToken;
     this.refreshTimer = null;
     this.seq = 0;
@@ -103,7 +104,7 @@ export class LiveClient extends EventTarget {
   }
 
   connect() {
-    const params = new URLSearchParams();
+    const params = new URLSearchParams(this.connectParams);
     if (this.token) params.set("token", this.token);
     if (this.epoch) {
       params.set("since", String(this.seq));
@@ -198,8 +199,12 @@ export class LiveClient extends EventTarget {
         break;
       }
       case "events":
+        // The frame carries the log's epoch once (docs/protocol.md, Events); an empty snapshot
+        // epoch (a room without events yet) takes the first frame's.
+        if (!this.epoch) this.epoch = frame.epoch;
+        if (frame.epoch !== this.epoch) break;
         for (const event of frame.events) {
-          if (event.epoch !== this.epoch || event.seq <= this.seq) continue;
+          if (event.seq <= this.seq) continue;
           this.seq = event.seq;
           this.dispatchEvent(new CustomEvent("event", { detail: event }));
         }

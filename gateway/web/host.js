@@ -3,6 +3,8 @@
 // WebSocket protocol viewers use. The token is refreshed as in the viewer overlay
 // (docs/protocol.md, "Token refresh"); HTTP calls use the current one.
 import { auctionProducts, mountAuctionConsole } from "./auction_host.js";
+import { groupProducts, mountGroupConsole } from "./group_host.js";
+import { mountReferrals } from "./referrals_host.js";
 import { LiveClient, api, element, money, pageToken, pageTokenSource, roomFromPath } from "./client.js";
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
@@ -53,6 +55,7 @@ async function loadProducts() {
     ...data.products.map((p) => element("option", { value: String(p.id), text: `${p.title} (${p.sku})` })),
   );
   auctionProducts(data.products);
+  groupProducts(data.products);
 }
 
 async function refreshStats() {
@@ -181,4 +184,6 @@ async function start() {
 }
 setInterval(refreshStats, 1000);
 mountAuctionConsole(client, base, attempt);
+mountReferrals(client, base, attempt);
+mountGroupConsole(client, base, attempt);
 start();

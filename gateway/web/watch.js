@@ -4,11 +4,17 @@
 // embedding site defines window.liveGetToken() or hands over new tokens (docs/protocol.md,
 // "Token refresh").
 import { mountAuction } from "./auction.js";
+import { mountGroupDeal } from "./group.js";
 import { LiveClient, countdown, element, money, pageToken, pageTokenSource, roomFromPath } from "./client.js";
+import { mountShare, shareConnectParams } from "./share.js";
+import { mountWaitlist } from "./waitlist.js";
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const room = roomFromPath();
-const client = new LiveClient(room, pageToken(room), { getToken: pageTokenSource(room) });
+const client = new LiveClient(room, pageToken(room), {
+  getToken: pageTokenSource(room),
+  connectParams: shareConnectParams(), // a share link's code: its sharer is credited
+});
 const view = { sale: null, stock: null, hold: null, order: null, ended: false };
 
 function placeholderImage(title) {
@@ -33,7 +39,7 @@ function remaining() {
 
 function renderSale() {
   const sale = view.sale;
-  $("sale").hidden = !sale;
+  $("sale").hidden = !sale || sale.kind === "group"; // a group deal: group.js
   if (!sale) return;
   $("sale-title").textContent = sale.product ? sale.product.title : "";
   $("sale-price").textContent = money(sale.price_cents);
@@ -45,6 +51,7 @@ function renderSale() {
   buy.disabled = state !== "open" || !client.token || Boolean(view.hold) || Boolean(view.order);
   buy.textContent = !client.token ? "Sign in to buy" : state === "sold_out" ? "Sold out" : "Buy";
   $("hold").hidden = !view.hold;
+  renderWaitlist();
   tick();
 }
 
@@ -188,4 +195,7 @@ $("comment-form").addEventListener("submit", async (submit) => {
 
 setInterval(tick, 250);
 mountAuction(client);
+mountGroupDeal(client, $("auction"));
+mountShare(client, room);
+const renderWaitlist = mountWaitlist(client, () => ({ sale: view.sale, remaining: remaining() }));
 client.connect();

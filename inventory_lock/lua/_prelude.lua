@@ -1,6 +1,10 @@
 -- Prepended to every script of this folder when it is loaded.
--- KEYS (one pool, one hash tag): meta, holds, buyers, due, confirming, idem, changes.
+-- KEYS (one pool, one hash tag): meta, holds, buyers, due, confirming, idem, changes, waiters,
+-- offers.
 -- A hold record is "state|qty|expires_ms|updated_ms|buyer"; buyer comes last, so it may hold '|'.
+-- Counted states: held, offered (a freed unit made a waiter's hold, see offer_freed), confirming,
+-- confirmed; stock = remaining + held + offered + confirming + confirmed. Held and offered holds
+-- expire by DUE.
 -- A hold id is "<pool>.<seq>-<nonce>": the nonce is random per reserve call, so an id is never
 -- handed out twice even when Redis forgets its last writes and seq goes back ("<pool>.<seq>"
 -- ids of older releases are still read).
@@ -14,7 +18,7 @@
 -- reached): whatever adds to DUE lowers it; only a reclaim that emptied DUE of due holds raises it.
 -- Numbers go through int() because Lua 5.1 prints large doubles in exponent form.
 local META, HOLDS, BUYERS, DUE, CONFIRMING, IDEM = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local CHANGES = KEYS[7]
+local CHANGES, WAITERS, OFFERS = KEYS[7], KEYS[8], KEYS[9]
 local MAX_TEXT, MAX_COUNT, MAX_HOLD_MS, MAX_BATCH = 200, 1000000000, 86400000, 10000
 
 local function int(n)
@@ -102,35 +106,96 @@ end
 -- A new pool with all of its stock remaining, marked with the server's run id.
 local function create_pool(stock, limit, hold_ms)
   -- Leftovers of a pool whose meta key is gone belong to no pool.
-  redis.call('DEL', HOLDS, BUYERS, DUE, CONFIRMING, IDEM, CHANGES)
+  redis.call('DEL', HOLDS, BUYERS, DUE, CONFIRMING, IDEM, CHANGES, WAITERS, OFFERS)
   local sec, usec = server_time()
   local run = run_id()
   redis.call('HSET', META, 'stock', int(stock), 'remaining', int(stock), 'held', 0,
-    'confirming', 0, 'confirmed', 0, 'limit', int(limit), 'hold_ms', int(hold_ms), 'closed', 0,
+    'offered', 0, 'confirming', 0, 'confirmed', 0, 'limit', int(limit), 'hold_ms', int(hold_ms), 'closed', 0,
     'seq', int(sec * 1000000 + usec), 'run_id', run, 'changes_pending', 0)
 end
 
--- Returns a held or confirming hold's quantity to stock and ends it in `state`.
+-- Freed units go to the waitlist first: each one, in queue order, becomes an `offered` hold of
+-- one unit for the next waiter still below the limit (a waiter at the limit is skipped), with
+-- its own expiry in DUE and its id queued in OFFERS for the service to tell that buyer. Not in a
+-- closed pool, and not the units that make up for stock promised beyond what there is
+-- (`remaining` below zero after a repair). Returns the units left over for `remaining`; one
+-- EXISTS when nobody waits.
+-- An offer's id takes as its nonce the server's run id (a restart, a restored snapshot or a
+-- failover changes it) and its time in microseconds (no other call of this pool runs in that
+-- microsecond): an id given before Redis lost its data is not given again.
+local MAX_OFFERS_QUEUED = MAX_BATCH
+
+local function offer_freed(qty, now)
+  if qty <= 0 or redis.call('EXISTS', WAITERS) == 0 then
+    return qty
+  end
+  local m = redis.call('HMGET', META, 'closed', 'limit', 'hold_ms', 'seq', 'next_due',
+    'remaining')
+  local kept = math.max(0, -tonumber(m[6])) -- owed to remaining, which is below zero
+  if m[1] == '1' or qty <= kept then
+    return qty
+  end
+  local pool = string.match(META, '{sale:([%w_%-]+)}:meta$')
+  local sec, usec = server_time()
+  local micros = (sec * 1000000 + usec) % 4294967296
+  local nonce = string.sub(run_id(), 1, 8) .. string.format('%08x', micros)
+  local limit, exp, seq = tonumber(m[2]), now + tonumber(m[3]), tonumber(m[4])
+  local offered = 0
+  qty = qty - kept
+  while qty > 0 do
+    local first = redis.call('ZPOPMIN', WAITERS)
+    if #first == 0 then
+      break
+    end
+    local buyer = first[1]
+    if tonumber(redis.call('HGET', BUYERS, buyer) or '0') < limit then
+      seq = seq + 1
+      local id = pool .. '.' .. int(seq) .. '-' .. nonce
+      save(id, {qty = 1, exp = exp, buyer = buyer}, 'offered', now)
+      redis.call('ZADD', DUE, int(exp), id)
+      redis.call('HINCRBY', BUYERS, buyer, 1)
+      redis.call('RPUSH', OFFERS, id)
+      qty, offered = qty - 1, offered + 1
+    end
+  end
+  if offered > 0 then
+    redis.call('HINCRBY', META, 'offered', offered)
+    redis.call('HSET', META, 'seq', int(seq))
+    if exp < tonumber(m[5] or '0') then
+      redis.call('HSET', META, 'next_due', int(exp))
+    end
+    redis.call('LTRIM', OFFERS, -MAX_OFFERS_QUEUED, -1)
+  end
+  return qty + kept
+end
+
+-- Ends a held, offered or confirming hold in `state`; its quantity goes to the waitlist first
+-- (offer_freed), the rest back to stock.
 local function release(id, h, state, now)
   redis.call('HINCRBY', META, h.state, -h.qty)
-  redis.call('HINCRBY', META, 'remaining', h.qty)
   if redis.call('HINCRBY', BUYERS, h.buyer, -h.qty) <= 0 then
     redis.call('HDEL', BUYERS, h.buyer)
   end
   redis.call('ZREM', DUE, id)
   redis.call('ZREM', CONFIRMING, id)
-  return save(id, h, state, now)
+  local raw = save(id, h, state, now)
+  local left = offer_freed(h.qty, now)
+  if left > 0 then
+    redis.call('HINCRBY', META, 'remaining', left)
+  end
+  return raw
 end
 
--- Expires up to `batch` holds due at `now`; returns how many holds and how much stock came back,
--- and how many ids it took from DUE (fewer than `batch`: none due is left).
+-- Expires up to `batch` held or offered holds due at `now`; returns how many holds and how much
+-- stock they freed (to waiters or to `remaining`), and how many ids it took from DUE (fewer
+-- than `batch`: none due is left).
 local function reclaim(now, batch)
   local ids = redis.call('ZRANGEBYSCORE', DUE, '-inf', int(now), 'LIMIT', 0, batch)
   local holds, qty = 0, 0
   for _, id in ipairs(ids) do
     local raw = redis.call('HGET', HOLDS, id)
     local h = raw and decode(raw)
-    if h and h.state == 'held' then
+    if h and (h.state == 'held' or h.state == 'offered') then
       release(id, h, 'expired', now)
       holds, qty = holds + 1, qty + h.qty
     else

@@ -2,7 +2,7 @@
 -- repair after Redis lost or rolled back writes, or a confirm whose hold Redis forgot.
 -- ARGV: pool, then (hold id, buyer, qty) per order, each id of this pool and given once. Per
 -- order, by the hold's state here:
---   confirmed with that buyer and qty: nothing; held or confirming: -> confirmed;
+--   confirmed with that buyer and qty: nothing; held, offered or confirming: -> confirmed;
 --   missing, released or expired: recorded confirmed, its qty taken from remaining (which goes
 --   below zero when Redis promised more than there is: those holds fail at confirm);
 --   recorded with another buyer or qty: that record is uncounted first (a `mismatch`).
@@ -41,7 +41,8 @@ for i = 2, #ARGV, 3 do
   local h = raw and decode(raw)
   if h and (h.buyer ~= buyer or h.qty ~= qty) then
     mismatches = mismatches + 1
-    if h.state == 'held' or h.state == 'confirming' or h.state == 'confirmed' then
+    if h.state == 'held' or h.state == 'offered' or h.state == 'confirming'
+        or h.state == 'confirmed' then
       uncount(h)
     end
     h = nil
@@ -49,7 +50,7 @@ for i = 2, #ARGV, 3 do
   if not (h and h.state == 'confirmed') then
     redis.call('ZREM', DUE, id)
     redis.call('ZREM', CONFIRMING, id)
-    if h and (h.state == 'held' or h.state == 'confirming') then
+    if h and (h.state == 'held' or h.state == 'offered' or h.state == 'confirming') then
       shift(id, h, 'confirmed', now)
     else
       redis.call('HINCRBY', META, 'confirmed', qty)

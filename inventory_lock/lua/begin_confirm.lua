@@ -1,4 +1,4 @@
--- held -> confirming, only before the hold expires (server time); a due hold expires here.
+-- held or offered -> confirming, only before the hold expires (server time); a due hold expires here.
 -- Again on a confirming hold (a retried confirm) it stamps the hold anew, so the recovery sweep
 -- leaves alone a confirm that someone is still retrying. ARGV: hold id.
 -- Reply: {ok 0|1, reason, record}.
@@ -8,7 +8,7 @@ if not h then
   return {0, reason, false}
 end
 local now = now_ms()
-if h.state == 'held' then
+if h.state == 'held' or h.state == 'offered' then
   if now >= h.exp then
     return {0, 'expired', release(id, h, 'expired', now)}
   end

@@ -57,8 +57,11 @@ if now >= next_due then
   -- As much as n single reserves could reclaim, so a batch never says sold_out where they
   -- would have found stock in expired holds.
   local budget = math.min(batch * n, MAX_BATCH)
-  local _, returned, scanned = reclaim(now, budget)
-  remaining, held = remaining + returned, held - returned
+  local freed, _, scanned = reclaim(now, budget)
+  if freed > 0 then -- what expired went to stock or, as offered holds, to the waitlist
+    local after = redis.call('HMGET', META, 'remaining', 'held', 'seq')
+    remaining, held, m[3] = tonumber(after[1]), tonumber(after[2]), after[3]
+  end
   if scanned < budget then -- nothing due is left: the earliest expiry left is the next bound
     local first = redis.call('ZRANGE', DUE, 0, 0, 'WITHSCORES')
     next_due, next_due_found = tonumber(first[2] or NEVER), true

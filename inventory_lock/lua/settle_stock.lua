@@ -1,6 +1,7 @@
 -- Ends a pending stock change the way the system of record decided: 'applied' adds the units of
 -- an increase to stock and remaining (a decrease took them out already); 'void' gives back the
--- units a decrease took out. Replay-safe: a settled change answers as it ended.
+-- units a decrease took out. Units that come back go to the waitlist first (see offer_freed).
+-- Replay-safe: a settled change answers as it ended.
 -- ARGV: request id, 'applied' | 'void'.
 -- Reply: {1, state ('done' or 'undone'), stock, remaining}, or {0, reason, 0} with reason
 -- 'not_found', 'wrong_state' (settled the other way before), 'unknown_pool' or 'invalid'.
@@ -28,7 +29,7 @@ if state ~= 'pending' then
 end
 if (outcome == 'applied' and delta > 0) or (outcome == 'void' and delta < 0) then
   local back = outcome == 'applied' and delta or -delta
-  stock, remaining = stock + back, remaining + back
+  stock, remaining = stock + back, remaining + offer_freed(back, now_ms())
   redis.call('HSET', META, 'stock', int(stock), 'remaining', int(remaining))
 end
 redis.call('HSET', CHANGES, id, ends .. '|' .. int(delta) .. '|' .. int(now_ms()))

@@ -16,10 +16,13 @@ local run = run_id()
 if redis.call('HGET', META, 'fenced') ~= run .. ':' .. ARGV[1] then
   return {0, 'stale'}
 end
-if stock then
-  local before = tonumber(redis.call('HGET', META, 'stock'))
-  redis.call('HINCRBY', META, 'remaining', stock - before)
+if stock then -- units it gains go to the waitlist first (see offer_freed)
+  local gained = stock - tonumber(redis.call('HGET', META, 'stock'))
   redis.call('HSET', META, 'stock', int(stock))
+  if gained > 0 then
+    gained = offer_freed(gained, now_ms())
+  end
+  redis.call('HINCRBY', META, 'remaining', gained)
 end
 redis.call('HDEL', META, 'fenced', 'fence_until')
 redis.call('HSET', META, 'run_id', run)

@@ -77,7 +77,7 @@ class ModelAuction:
             self.price = min(self.leader_max, top + self.step(top))
             log(self.leader, self.price, True)
         reserve = self.config.reserve_cents
-        assert self.price is not None
+        assert self.price is not None and self.leader is not None
         if reserve is not None and reserve > self.price and self.leader_max >= reserve:
             self.price = reserve
             log(self.leader, reserve, True)

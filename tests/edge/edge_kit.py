@@ -34,6 +34,18 @@ BUYER = "buyer-1"  # a viewer of room A who holds items of room A's sale
 FRAME_TIMEOUT_S = 10.0
 
 
+STARTER = "starter"  # the viewer who starts each room's group: none of the Who actors
+GROUP_DEAL = {  # no join of the tests fills a group of it: each stays forming
+    "kind": "group",
+    "stock": 50,
+    "price_cents": 200,
+    "group_price_cents": 100,
+    "limit_per_buyer": 1,
+    "group_size": 20,
+    "group_window_s": 3600,
+}
+
+
 class Who(StrEnum):
     """The actors of the "who may do what" table (README, "HTTP API"), seen from room A."""
 
@@ -118,6 +130,8 @@ class World:
     sales: dict[str, int] = field(default_factory=dict)  # room -> open sale id
     holds: list[str] = field(default_factory=list)  # held by BUYER in room A's sale
     auctions: dict[str, int] = field(default_factory=dict)  # room -> open auction id
+    group_sales: dict[str, int] = field(default_factory=dict)  # room -> open group deal id
+    groups: dict[str, int] = field(default_factory=dict)  # room -> a forming group (of STARTER)
 
 
 async def check(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -182,6 +196,19 @@ async def make_world(
         path = f"/api/auctions/{auction['id']}/start"
         await check(await client.post(path, headers=headers), 200)
         world.auctions[room] = auction["id"]
+        deal = await check(
+            await client.post(
+                f"/api/rooms/{room}/sales",
+                json={**GROUP_DEAL, "product_id": product["id"]},
+                headers=headers,
+            ),
+            201,
+        )
+        await check(await client.post(f"/api/sales/{deal['id']}/start", headers=headers), 200)
+        world.group_sales[room] = deal["id"]
+        starting = bearer(token(settings, STARTER, Role.VIEWER, room))
+        group = await client.post(f"/api/sales/{deal['id']}/groups", headers=starting)
+        world.groups[room] = (await check(group, 201))["id"]
     for n in range(holds):
         world.holds.append(
             await reserve(client, settings, world.sales[room_a], BUYER, f"k{n}", room_a)

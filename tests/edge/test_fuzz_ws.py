@@ -42,7 +42,18 @@ from live.settings import Settings
 from rooms.actors import Role
 from rooms.text import storable
 
-TYPES = ("auth", "comment", "buy", "confirm", "cancel", "bid", "ping")
+TYPES = (
+    "auth",
+    "comment",
+    "buy",
+    "confirm",
+    "cancel",
+    "bid",
+    "group_start",
+    "group_join",
+    "group_leave",
+    "ping",
+)
 FIELD_NAMES = (
     "token",
     "text",
@@ -55,6 +66,7 @@ FIELD_NAMES = (
     "auction_id",
     "amount_cents",
     "max_cents",
+    "group_id",
     "ref",
     "type",
 )
@@ -113,13 +125,18 @@ VALID: dict[str, dict[str, Any]] = {
     "confirm": {"reservation_id": "$hold:0", "payment_ref": "pay", "show_name": False},
     "cancel": {"reservation_id": "$hold:1"},
     "bid": {"auction_id": "$auction:room-a", "amount_cents": 150, "idempotency_key": "$fresh"},
+    "group_start": {"sale_id": "$group_sale:room-a", "idempotency_key": "$fresh"},
+    "group_join": {"group_id": "$group:room-a"},
+    "group_leave": {"group_id": "$group:room-a"},
     "ping": {},
 }
 PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "token": st.sampled_from(
         ["$who:buyer", "$who:other", "$who:host", "$who:buyer-b"] + [f"$odd:{n}" for n in range(17)]
     ),
-    "sale_id": st.sampled_from(["$sale:room-a", "$sale:room-b"])
+    "sale_id": st.sampled_from(
+        ["$sale:room-a", "$sale:room-b", "$group_sale:room-a", "$group_sale:room-b"]
+    )
     | long_digits.map(int)
     | st.sampled_from([2**62, 2**62 + 1, 2**63]),
     "reservation_id": st.sampled_from(["$hold:0", "$hold:1", "$hold:2", "$hold:b", "1.1"])
@@ -128,6 +145,9 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "auction_id": st.sampled_from(["$auction:room-a", "$auction:room-b"])
     | long_digits.map(int)
     | st.sampled_from([2**62, 2**63]),
+    "group_id": st.sampled_from(["$group:room-a", "$group:room-b"])
+    | long_digits.map(int)
+    | st.sampled_from([0, -1, 2**62, 2**63]),
     "amount_cents": st.integers(-10, 10**6) | st.sampled_from([2**31, 2**63, 1.5, "100"]),
     "max_cents": st.none() | st.integers(-10, 10**6) | st.sampled_from([2**31, 2**63, 1e308]),
 }
@@ -245,6 +265,10 @@ class Resolver:
             return self.world.sales[arg]
         if kind == "auction":
             return self.world.auctions[arg]
+        if kind == "group_sale":
+            return self.world.group_sales[arg]
+        if kind == "group":
+            return self.world.groups[arg]
         if kind == "hold":
             return self.hold_b if arg == "b" else self.world.holds[int(arg)]
         if kind == "fresh":

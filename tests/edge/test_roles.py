@@ -18,6 +18,7 @@ import httpx
 import pytest
 from edge_kit import (
     BUYER,
+    GROUP_DEAL,
     ROOM_A,
     ROOM_B,
     Socket,
@@ -33,9 +34,10 @@ from edge_kit import (
     token,
     ws_url,
 )
-from serve_kit import Served
+from serve_kit import TEST_SECRET, Served
 
 from gateway.protocol import CloseCode
+from gateway.share_codes import mint_share
 from live.settings import Settings
 from rooms.actors import Role
 
@@ -87,7 +89,10 @@ def the_buyer(ok: int) -> dict[Who, int]:
 @dataclass(frozen=True)
 class Call:
     method: str
-    path: str  # {room}, {sale}, {scheduled}, {hold}, {webhook}, {auction}, {scheduled_auction}
+    # {room}, {sale}, {scheduled}, {hold}, {webhook}, {auction}, {scheduled_auction}, and of
+    # group deals {group_sale}, {group} (its starter in it) and {joined_group} (the starter
+    # and every signed-in person of the room in it)
+    path: str
     body: dict[str, Any] | None = None  # "{product}", "{who}" and "{amount}" filled per call
 
     @property
@@ -104,6 +109,7 @@ AUCTION = {
     "snipe_window_s": 10,
     "max_extensions": 3,
 }
+SHARED = mint_share(TEST_SECRET, ROOM_A, BUYER)  # a share code of room A (the tests' secret)
 TABLE: list[tuple[Call, dict[Who, int]]] = [
     (Call("PUT", "/api/rooms/{room}", {"title": "Room A"}), hosts(200)),
     (Call("GET", "/api/rooms/{room}"), watchers()),
@@ -132,6 +138,9 @@ TABLE: list[tuple[Call, dict[Who, int]]] = [
         {**the_buyer(201), W.SERVICE: 201},  # a service confirms for the buyer: the same order
     ),
     (Call("DELETE", "/api/reservations/{hold}"), the_buyer(200)),
+    (Call("POST", "/api/sales/{sold_out}/waitlist"), signed_in(201)),
+    (Call("GET", "/api/sales/{sold_out}/waitlist"), signed_in(200)),  # the caller's place
+    (Call("DELETE", "/api/sales/{waited}/waitlist"), signed_in(200)),
     (
         Call("POST", "/api/rooms/{room}/auctions", {**AUCTION, "product_id": "{product}"}),
         hosts(201),
@@ -142,9 +151,22 @@ TABLE: list[tuple[Call, dict[Who, int]]] = [
     (Call("GET", "/api/auctions/{auction}/bids"), staff(200)),
     (Call("POST", "/api/auctions/{auction}/bids", {"amount_cents": "{amount}"}), bidders(201)),
     (Call("GET", "/api/auctions/{auction}/offers"), signed_in(200)),  # the caller's own
+    (
+        Call("POST", "/api/rooms/{room}/sales", {**GROUP_DEAL, "product_id": "{product}"}),
+        hosts(201),
+    ),
+    (Call("POST", "/api/sales/{group_sale}/groups"), signed_in(201)),
+    (Call("GET", "/api/sales/{group_sale}/groups"), watchers()),
+    (Call("GET", "/api/groups/{group}"), watchers()),
+    (Call("POST", "/api/groups/{group}/join"), signed_in(200)),
+    (Call("POST", "/api/groups/{joined_group}/leave"), signed_in(200)),
     (Call("POST", "/api/rooms/{room}/webhooks", HOOK), hosts(201)),
     (Call("GET", "/api/rooms/{room}/webhooks"), hosts(200)),
     (Call("DELETE", "/api/rooms/{room}/webhooks/{webhook}"), hosts(200)),  # again: the same
+    (Call("POST", "/api/rooms/{room}/share"), bidders(200)),  # a viewer of the room, as bidders
+    (Call("POST", "/api/rooms/{room}/visits", {"share": SHARED}), watchers()),
+    (Call("GET", "/api/rooms/{room}/referrals"), hosts(200)),
+    (Call("PUT", "/api/rooms/{room}/referrals/rule", {"percent": 5}), hosts(200)),
     (Call("GET", "/watch/{room}"), everyone(200)),
     (Call("GET", "/host/{room}"), everyone(200)),
     (Call("GET", "/healthz"), everyone(200)),
@@ -166,6 +188,10 @@ def test_the_table_covers_every_route_of_the_app(served: Served) -> None:
         "{scheduled}": "{sale}",
         "{hold}": "{reservation}",
         "{scheduled_auction}": "{auction}",
+        "{group_sale}": "{sale}",
+        "{joined_group}": "{group}",
+        "{sold_out}": "{sale}",
+        "{waited}": "{sale}",
     }
     covered = set()
     for call, _ in TABLE:
@@ -197,10 +223,17 @@ class Place:
     webhook: int
     auction: int  # open
     scheduled_auction: int
+    joined_group: int  # 0 unless the call names it
+    sold_out: int = 0  # a sold-out sale, with every signed-in person waiting in `{waited}`
 
     def fill(self, text: str) -> str:
         return (
             text.replace("{room}", ROOM_A)
+            .replace("{group_sale}", str(self.world.group_sales[ROOM_A]))
+            .replace("{group}", str(self.world.groups[ROOM_A]))
+            .replace("{joined_group}", str(self.joined_group))
+            .replace("{sold_out}", str(self.sold_out))
+            .replace("{waited}", str(self.sold_out))
             .replace("{sale}", str(self.world.sales[ROOM_A]))
             .replace("{scheduled}", str(self.scheduled))
             .replace("{hold}", self.world.holds[0])
@@ -226,6 +259,35 @@ class Place:
             else v
             for k, v in body.items()
         }
+
+
+async def joined_group(client: httpx.AsyncClient, settings: Settings, world: World) -> int:
+    """A group of room A's group deal with every signed-in person of the room in it."""
+    starting = bearer(token(settings, "starter-2", Role.VIEWER, ROOM_A))
+    path = f"/api/sales/{world.group_sales[ROOM_A]}/groups"
+    group: int = (await check(await client.post(path, headers=starting), 201))["id"]
+    for who in (W.VIEWER, W.OTHER_VIEWER, W.MODERATOR, W.HOST, W.COHOST):
+        joining = bearer(actor_token(settings, who))
+        await check(await client.post(f"/api/groups/{group}/join", headers=joining), 200)
+    return group
+
+
+async def sold_out_sale(
+    client: httpx.AsyncClient, settings: Settings, world: World, join: bool
+) -> int:
+    """A sale of room A whose one unit is held (its waitlist open), with every signed-in
+    person of the room on the waitlist when `join`."""
+    host = bearer(actor_token(settings, Who.HOST))
+    body = {**SALE, "stock": 1, "product_id": world.products[ROOM_A]}
+    made = await client.post(f"/api/rooms/{ROOM_A}/sales", json=body, headers=host)
+    sale: int = (await check(made, 201))["id"]
+    await check(await client.post(f"/api/sales/{sale}/start", headers=host), 200)
+    holder = {**bearer(token(settings, "holder", Role.VIEWER, ROOM_A)), "idempotency-key": "k"}
+    await check(await client.post(f"/api/sales/{sale}/reservations", headers=holder), 201)
+    for who in (W.VIEWER, W.OTHER_VIEWER, W.MODERATOR, W.HOST, W.COHOST) if join else ():
+        joining = bearer(actor_token(settings, who))
+        await check(await client.post(f"/api/sales/{sale}/waitlist", headers=joining), 201)
+    return sale
 
 
 async def observed(client: httpx.AsyncClient, settings: Settings, world: World) -> Any:
@@ -282,7 +344,12 @@ async def test_who_may_call_each_route(
         for _ in range(2)
     ]
     await check(await client.post(f"/api/auctions/{auctions[0]['id']}/start", headers=host), 200)
-    place = Place(world, scheduled["id"], webhook["id"], auctions[0]["id"], auctions[1]["id"])
+    joined = await joined_group(client, settings, world) if "{joined_group}" in call.path else 0
+    place = Place(
+        world, scheduled["id"], webhook["id"], auctions[0]["id"], auctions[1]["id"], joined
+    )
+    if "{sold_out}" in call.path or "{waited}" in call.path:
+        place.sold_out = await sold_out_sale(client, settings, world, "{waited}" in call.path)
     assert set(expected) == set(Who)
     refused = [who for who in Who if expected[who] >= 300]
     allowed = [who for who in Who if expected[who] < 300]

@@ -36,8 +36,9 @@ async def test_reconcile_passes_then_catches_a_broken_invariant(
     good = run_reconcile(settings)
     assert good.returncode == 0, good.stdout + good.stderr
     row = good.stdout.splitlines()[1].split()
-    assert row[:9] == [str(sale["id"]), "open", "4", "2", "2", "1", "1", "0", "2"]
-    assert row[9] == "ok"
+    # sale, state, stock, sold, orders, remaining, held, offered, confirming, confirmed
+    assert row[:10] == [str(sale["id"]), "open", "4", "2", "2", "1", "1", "0", "0", "2"]
+    assert row[10] == "ok"
 
     conn = await asyncpg.connect(
         settings.database_url, server_settings={"search_path": settings.database_schema}

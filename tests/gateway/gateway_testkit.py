@@ -26,6 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from gateway.auth import mint
+from gateway.envelope import expand
 from gateway.server import Gateway
 from live.app import services, websocket_options
 from live.embedded import free_port
@@ -162,12 +163,15 @@ _parsed: dict[str, dict[str, Any]] = {}
 
 
 def parse_frame(text: str) -> dict[str, Any]:
-    """Frames are shared by every viewer of a room: parse each distinct one once."""
+    """Frames are shared by every viewer of a room: parse each distinct one once. The events of
+    an `events` frame are expanded to their full envelope (gateway/envelope.py)."""
     frame = _parsed.get(text)
     if frame is None:
         if len(_parsed) > 20_000:
             _parsed.clear()
         frame = json.loads(text)
+        if frame.get("type") == "events":
+            frame["events"] = expand(frame)
         _parsed[text] = frame
     return frame
 

@@ -36,7 +36,11 @@ async def test_slow_viewer_is_cut_off_without_slowing_others_and_resumes(
 ) -> None:
     settings = replace(settings, tick_ms=20)
     async with serve(
-        settings, backpressure=BACKPRESSURE, lossy_per_tick=LOSSY_PER_TICK, replay_limit=5000
+        settings,
+        backpressure=BACKPRESSURE,
+        lossy_per_tick=LOSSY_PER_TICK,
+        lossy_per_s=0,  # no sampling: the whole flood reaches the viewers' queues
+        replay_limit=5000,
     ) as served:
         room = await make_room(served.url, settings)
         url = ws_url(served.url, room.id)

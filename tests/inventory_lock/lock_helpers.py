@@ -8,10 +8,13 @@ import itertools
 import os
 import random
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from redis.asyncio.cluster import RedisCluster
 
 from inventory_lock import Hold, InventoryLock, ReserveResult
@@ -19,6 +22,7 @@ from inventory_lock.scripts import Client
 from live.redis_client import open_redis
 
 _pools = itertools.count()
+T = TypeVar("T")
 
 MAX_CONNECTIONS = 500
 IN_FLIGHT = 50  # calls per client at once in the 2,000-reserver burst
@@ -207,3 +211,54 @@ async def _sweep_process(kind: str, url: str, prefix: str, pool: str, until_ms: 
 def sweep_worker(kind: str, url: str, prefix: str, pool: str, until_ms: int) -> int:
     """Entry point of a spawned process."""
     return asyncio.run(_sweep_process(kind, url, prefix, pool, until_ms))
+
+
+async def gather(*coros: Coroutine[Any, Any, T]) -> list[T]:
+    return list(await asyncio.gather(*coros))
+
+
+class LoopThread:
+    """An event loop running in its own thread; `run` waits for a coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=30)
+        self.loop.close()
+
+
+def run_lock_machine(
+    machine: type[RuleBasedStateMachine],
+    backend: tuple[str, str],
+    namespace: str,
+    *,
+    examples: int,
+    steps: int,
+) -> None:
+    """Run `machine` against the backend's Redis, with its `runner` (a loop in a thread of its
+    own), `client` and `lock` set on a subclass made for this run."""
+    runner = LoopThread()
+    client = runner.run(open_client(*backend))
+    try:
+        bound: Any = type(machine.__name__, (machine,), {})
+        bound.runner, bound.client = runner, client
+        bound.lock = InventoryLock(client, prefix=namespace)
+        run_state_machine_as_test(
+            bound,
+            settings=settings(
+                max_examples=examples,
+                stateful_step_count=steps,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )
+    finally:
+        runner.run(client.aclose())
+        runner.close()

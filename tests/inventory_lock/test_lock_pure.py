@@ -33,7 +33,7 @@ def test_pool_keys_share_one_cluster_slot() -> None:
     keys = PoolKeys.of("live:", "sale-42")
     assert keys.meta == "live:{sale:sale-42}:meta"
     assert len({key_slot(key.encode()) for key in keys.all}) == 1
-    assert len(set(keys.all)) == 7  # meta, holds, buyers, due, confirming, idem, changes
+    assert len(set(keys.all)) == 9  # meta ... changes, waiters, offers
 
 
 def test_pool_of_reads_the_pool_from_a_hold_id() -> None:
@@ -111,7 +111,9 @@ def _dump(remaining: int, held_counter: int, due_score: str, next_due: int = 0) 
     holds = [b"p.1", b"held|1|900|100|ann", b"p.2", b"confirmed|2|900|100|bob"]
     holds += [b"p.3", b"expired|4|900|100|ann"]
     changes: list[bytes] = []  # stock change records
-    return [meta, holds, [b"ann", b"1", b"bob", b"2"], [b"p.1", due_score], [], [b"p.1"], changes]
+    waitlist: list[list[bytes]] = [[], []]  # waiters, offers not told yet
+    due = [b"p.1", due_score]
+    return [meta, holds, [b"ann", b"1", b"bob", b"2"], due, [], [b"p.1"], changes, *waitlist]
 
 
 def test_check_recomputes_from_records() -> None:
@@ -155,7 +157,7 @@ def test_check_reports_over_promised_stock_and_a_buyer_over_the_limit() -> None:
     meta: list[str | bytes] = ["stock", "3", "remaining", "-1", "held", "0", "confirming", "0"]
     meta += ["confirmed", "4", "limit", "3", "run_id", RUN_ID]
     holds = [b"p.1-0123456789abcdef", b"confirmed|4|900|100|ann"]
-    report = check_dump("p", [meta, holds, [b"ann", b"4"], [], [], [], []])
+    report = check_dump("p", [meta, holds, [b"ann", b"4"], [], [], [], [], [], []])
     assert report is not None and not report.ok
     assert report.problems == ("remaining is negative", "buyer 'ann' has 4 > limit 3")
     assert (report.remaining, report.confirmed) == (-1, 4)
@@ -169,8 +171,9 @@ def test_snapshot_and_adopt_replies() -> None:
         ("stale", True, False),
         (b"fenced", False, True),
     ]:
-        snapshot = snapshot_reply("p", [*figures, state])
-        assert snapshot == replace(ok, stale=stale, fenced=fenced), state
+        # then: stock changes pending, offered, waiting
+        snapshot = snapshot_reply("p", [*figures, state, b"0", b"1", 2])
+        assert snapshot == replace(ok, stale=stale, fenced=fenced, offered=1, waiting=2), state
     assert snapshot_reply("p", None) is None
     assert adopted_reply("p", [2, 3, 1, b"-2"]) == Adopted("p", 2, 3, 1, -2)
     assert adopted_reply("p", [0, 0, 0, "7"]) == Adopted("p", 0, 0, 0, 7)

@@ -12,22 +12,29 @@ expiry falls between them.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from hypothesis import HealthCheck, event, settings
+from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
-from lock_helpers import LEASE_S, id_parts, new_pool, open_client, server_ms, wait_until_ms
+from lock_helpers import (
+    LEASE_S,
+    LoopThread,
+    gather,
+    id_parts,
+    new_pool,
+    run_lock_machine,
+    server_ms,
+    wait_until_ms,
+)
 
 from inventory_lock import (
     Adopted,
@@ -60,27 +67,6 @@ ORDER_KINDS = ("own", "other", "new", "legacy")
 TOKENS = ("repair-a", "repair-b")  # repairs that fence, and unfence with their token or not
 SHORT_LEASE_S = 0.02  # a fence whose repairer died: the `lapse` rule waits for it to pass
 OTHER_RUN = "0" * 40  # the run id before a restart, as the `restart` rule writes it
-
-
-async def gather(*coros: Coroutine[Any, Any, T]) -> list[T]:
-    return list(await asyncio.gather(*coros))
-
-
-class LoopThread:
-    """An event loop running in its own thread; `run` waits for a coroutine on it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=30)
-        self.loop.close()
 
 
 @dataclass
@@ -468,24 +454,4 @@ class PoolMachine(RuleBasedStateMachine):
 
 
 def test_random_interleavings_keep_the_invariant(backend: tuple[str, str], namespace: str) -> None:
-    runner = LoopThread()
-    client = runner.run(open_client(*backend))
-    try:
-
-        class Machine(PoolMachine):
-            pass
-
-        Machine.runner, Machine.client = runner, client
-        Machine.lock = InventoryLock(client, prefix=namespace)
-        run_state_machine_as_test(
-            Machine,
-            settings=settings(
-                max_examples=50,
-                stateful_step_count=30,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow],
-            ),
-        )
-    finally:
-        runner.run(client.aclose())
-        runner.close()
+    run_lock_machine(PoolMachine, backend, namespace, examples=50, steps=30)

@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-COMMAND = [sys.executable, "-m", "loadtest.cli", "loadtest", "auction"]
+from loadtest_kit import run_loadtest
+
 RUN_TIMEOUT_S = 180
 
 
 def _run(out: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*COMMAND, "--out", str(out), *flags],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_loadtest("auction", out, *flags, timeout_s=RUN_TIMEOUT_S)
 
 
 def test_an_auction_with_a_sniping_burst_passes_its_verdict(tmp_path: Path) -> None:

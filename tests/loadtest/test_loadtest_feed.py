@@ -1,5 +1,6 @@
-"""The load tester's WebSocket feed against a real service: live events are measured as fan-out
-lag, a reconnect resumes from seq/epoch and what it replays is told apart from live fan-out."""
+"""The load tester's raw-socket feed (loadtest/rawfeed.py) against a real service: live frames are
+measured as fan-out lag, a reconnect resumes from seq/epoch and what it replays is told apart
+from live fan-out; a viewer that is no probe resumes from the frame it never decoded."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("websocket")
+gevent = pytest.importorskip("gevent")
 
-from loadtest import scenario, tokens
-from loadtest.api import Api
-from loadtest.feed import CONNECT, EVENT, REPLAY, RoomFeed
-from loadtest.service import EmbeddedService
-from loadtest.tally import Tally
+from loadtest import scenario, tokens  # noqa: E402
+from loadtest.api import Api  # noqa: E402
+from loadtest.feed import CONNECT, EVENT, REPLAY  # noqa: E402
+from loadtest.rawfeed import RawFeed  # noqa: E402
+from loadtest.service import EmbeddedService  # noqa: E402
+from loadtest.tally import Tally  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +39,12 @@ class Recorder:
         return [c for c in self.calls if c["request_type"] == kind and c["name"] == name]
 
 
-def _until(feed: RoomFeed, recorder: Recorder, kind: str, name: str, count: int) -> None:
+def _until(check: Any, what: str) -> None:
+    """Let gevent's loop read the sockets until `check()` holds."""
     deadline = time.monotonic() + 15
-    while len(recorder.named(kind, name)) < count:
-        assert time.monotonic() < deadline, f"no {kind} {name}: {recorder.calls}"
-        feed.step()
+    while not check():
+        assert time.monotonic() < deadline, what
+        gevent.sleep(0.02)
 
 
 def test_feed_measures_lag_and_resumes(service: EmbeddedService) -> None:
@@ -50,27 +53,55 @@ def test_feed_measures_lag_and_resumes(service: EmbeddedService) -> None:
     scenario.create(host, room, stock=5, limit=1, hold_seconds=5, price_cents=100)
     recorder, tally = Recorder(), Tally()
     token = tokens.viewer_token(service.secret, room, "viewer-1")
-    feed = RoomFeed(service.url, room, token, recorder, tally)
+    feed = RawFeed(service.url, room, token, recorder, tally, probe=True)
 
     assert feed.connect()
     assert recorder.named(CONNECT, "connect")[0]["exception"] is None
     host.post(f"/api/rooms/{room}/messages", {"text": "one"})
-    _until(feed, recorder, EVENT, "host_message", 1)
+    _until(lambda: recorder.named(EVENT, "host_message"), f"no live event: {recorder.calls}")
     lag = recorder.named(EVENT, "host_message")[0]["response_time"]
     assert 0 <= lag < 5000
-    seen = feed.seq
+    seen = feed.state.seq
 
-    feed.close()
+    feed._lost(ConnectionResetError("cut by the test"))  # as a drop: it resumes by itself
     host.post(f"/api/rooms/{room}/messages", {"text": "missed while away"})
-    assert feed.connect()
+    _until(lambda: recorder.named(CONNECT, "resume"), "no resume")
     assert recorder.named(CONNECT, "resume")[0]["exception"] is None
-    assert tally.counts["resumes"] == 1
-    _until(feed, recorder, REPLAY, "host_message", 1)
-    assert feed.seq > seen
+    assert tally.counts["resumes"] == 1 and tally.counts["drops"] == 1
+    _until(lambda: recorder.named(REPLAY, "host_message"), f"no replay: {recorder.calls}")
+    assert feed.state.seq > seen
     host.post(f"/api/rooms/{room}/messages", {"text": "live again"})
-    _until(feed, recorder, EVENT, "host_message", 2)
+    _until(lambda: len(recorder.named(EVENT, "host_message")) >= 2, "no live event after")
     assert tally.counts["events_replayed"] >= 1
-    assert sum(tally.lag.values()) == tally.counts["events"]
+    assert sum(tally.lag.values()) == len(recorder.named(EVENT, "host_message"))
+    assert tally.counts.get("seq_regressions", 0) == 0
+    feed.close()
+    host.close()
+
+
+def test_a_viewer_that_is_no_probe_resumes_from_what_it_never_decoded(
+    service: EmbeddedService,
+) -> None:
+    room = scenario.new_room_id()
+    host = Api(service.url, tokens.host_token(service.secret, room))
+    scenario.create(host, room, stock=5, limit=1, hold_seconds=5, price_cents=100)
+    recorder, tally = Recorder(), Tally()
+    token = tokens.viewer_token(service.secret, room, "viewer-3")
+    feed = RawFeed(service.url, room, token, recorder, tally, probe=False)
+    assert feed.connect()
+    frames = tally.counts["frames"]
+    for text in ("a", "b", "c"):
+        host.post(f"/api/rooms/{room}/messages", {"text": text})
+    at = int(host.get(f"/api/rooms/{room}").body["seq"])
+    _until(
+        lambda: feed._undecoded is not None and f'"seq":{at},'.encode() in feed._undecoded,
+        "the last event never came",
+    )
+    assert tally.counts["frames"] > frames and not recorder.named(EVENT, "host_message")
+    feed._lost(ConnectionResetError("cut by the test"))
+    _until(lambda: recorder.named(CONNECT, "resume"), "no resume")
+    assert feed.state.seq == at  # from the undecoded frame
+    assert tally.counts["resumes"] == 1
     feed.close()
     host.close()
 
@@ -78,7 +109,7 @@ def test_feed_measures_lag_and_resumes(service: EmbeddedService) -> None:
 def test_refused_connection_is_a_failure(service: EmbeddedService) -> None:
     recorder, tally = Recorder(), Tally()
     token = tokens.viewer_token(service.secret, "no-such-room", "viewer-2")
-    feed = RoomFeed(service.url, "no-such-room", token, recorder, tally)
+    feed = RawFeed(service.url, "no-such-room", token, recorder, tally, probe=True)
     assert not feed.connect()
     failure = recorder.named(CONNECT, "connect")[0]["exception"]
     assert failure is not None and "4404" in str(failure)

@@ -162,18 +162,22 @@ def test_cpu_meter_counts_this_process() -> None:
 
 
 def test_a_run_the_load_generator_could_not_keep_up_with_fails() -> None:
-    counts = {"fresh_connects": 10}
+    run = {"counts": {"first_connects": 10}, "started": 1000.0, "highs": {"first_connect_ms": 1e6}}
     for broken in ({"restarts": 1}, {"generator_cpu_high": True}):
-        rows = verdict.load_checks({"counts": counts, **broken}, users=10)
+        rows = verdict.load_checks({**run, **broken}, users=10, within_s=30)
         assert _failed(rows) == ["load generator kept up"]
     assert verdict.thresholds({"thresholds": []}, locust_code=0) == []
     assert _failed(verdict.thresholds({"thresholds": []}, locust_code=2)) == ["locust run"]
 
 
 def test_a_run_whose_load_did_not_get_through_fails() -> None:
-    counts = {"fresh_connects": 250, "reserve": 10, "reserve_hold": 4, "reserve_sold_out": 5}
+    counts = {"first_connects": 250, "reserve": 10, "reserve_hold": 4, "reserve_sold_out": 5}
     counts |= {"reserve_no_answer": 1, "confirm": 2, "confirm_ok": 1, "confirm_expired": 1}
-    assert _failed(verdict.load_checks({"counts": counts}, users=250)) == []
-    assert _failed(verdict.load_checks({"counts": counts}, users=300)) == ["every user connected"]
+    run = {"counts": counts, "started": 1000.0, "highs": {"first_connect_ms": 1_029_500}}
+    connected = "every user connected within 30 s"
+    assert _failed(verdict.load_checks(run, users=250, within_s=30)) == []
+    assert _failed(verdict.load_checks(run, users=300, within_s=30)) == [connected]
+    late = {**run, "highs": {"first_connect_ms": 1_030_500}}  # the last one 30.5 s in
+    assert _failed(verdict.load_checks(late, users=250, within_s=30)) == [connected]
     counts["reserve"] = 12  # two started, never answered
-    assert _failed(verdict.load_checks({"counts": counts}, users=250)) == ["every request answered"]
+    assert _failed(verdict.load_checks(run, users=250, within_s=30)) == ["every request answered"]

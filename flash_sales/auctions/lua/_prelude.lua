@@ -1,4 +1,4 @@
--- Prepended to every script of this folder when it is loaded.
+-- Prepended to every script of this folder, after flash_sales/lua/_common.lua.
 -- KEYS (one auction, one hash tag {auction:<id>}): state, log, idem.
 -- STATE is a hash: state ('open' | 'ended'), start, bands ("from:step,..."), window (ms),
 -- max_ext, ext, started_at, ends_at, ended_at (ms, server time), price (0: no bid yet), leader,
@@ -12,54 +12,13 @@
 -- is stale again, for another rebuild to take.
 -- LOG is a list of accepted bids in server order: "seq|amount|proxy(0/1)|ts|bidder".
 -- IDEM maps "<bidder length>:<bidder><key>" to the JSON answer of an accepted bid.
--- Numbers go through int() because Lua 5.1 prints large doubles in exponent form.
 local STATE, LOG, IDEM = KEYS[1], KEYS[2], KEYS[3]
-local MAX_CENTS, MAX_TEXT = 100000000, 200
-
-local function int(n)
-  return string.format('%d', n)
-end
-
-local function run_id()
-  return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
-end
-
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
--- Digits only: no sign, hex, exponent, inf or nan gets through.
-local function count_arg(s, min, max)
-  if type(s) ~= 'string' or #s > 12 or not string.match(s, '^%d+$') then
-    return nil
-  end
-  local n = tonumber(s)
-  if n < min or n > max then
-    return nil
-  end
-  return n
-end
-
-local function text_arg(s, min)
-  return type(s) == 'string' and #s >= min and #s <= MAX_TEXT
-end
+local MAX_CENTS = 100000000
 
 local function load_state()
-  local flat = redis.call('HGETALL', STATE)
-  if #flat == 0 then
-    return nil
-  end
-  local s = {}
-  for i = 1, #flat, 2 do
-    s[flat[i]] = flat[i + 1]
-  end
-  for _, field in ipairs({'start', 'window', 'max_ext', 'ext', 'started_at', 'ends_at',
-                          'ended_at', 'price', 'leader_max', 'reserve', 'seq', 'rev',
-                          'fence_until', 'log_base'}) do
-    s[field] = tonumber(s[field] or '0')
-  end
-  return s
+  return load_hash(STATE, {'start', 'window', 'max_ext', 'ext', 'started_at', 'ends_at',
+                           'ended_at', 'price', 'leader_max', 'reserve', 'seq', 'rev',
+                           'fence_until', 'log_base'})
 end
 
 -- 'ok', 'fenced' (a rebuild is running) or 'stale' (to be rebuilt).

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.envelope import IMPLIED_KEYS, IMPLIED_LANES, expand, implied_key, wire_event
@@ -67,6 +67,7 @@ def logged_events(draw: st.DrawFn) -> tuple[str, list[dict[str, Any]]]:
     return epoch, [draw(logged_event(seq, epoch)) for seq in range(1, count + 1)]
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(logged_events(), st.integers(0, 1000))
 def test_a_frame_expands_to_the_events_as_logged(
     logged: tuple[str, list[dict[str, Any]]], skipped: int
@@ -88,6 +89,7 @@ def test_a_frame_expands_to_the_events_as_logged(
         }
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(logged_events())
 def test_a_replay_frame_expands_to_the_events_it_keeps(
     logged: tuple[str, list[dict[str, Any]]],

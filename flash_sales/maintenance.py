@@ -75,7 +75,10 @@ class SaleMaintenance:
         elif snap.stale:
             await self.repair.repair(sale, "stale")
         elif snap.fenced:
-            return  # a repair is running (in some process); its lease covers its death
+            # A repair is running (in some process; its lease covers its death), or this
+            # process's own ended without unfencing (its store failed): that one is done again.
+            if sale.id in self.repair.unfinished:
+                await self.repair.repair(sale, "stale")
         elif sale.sold > snap.confirmed + snap.confirming:
             log.error(
                 "sale %s: Redis is behind PostgreSQL (sold %d, confirmed %d + confirming %d)",

@@ -30,11 +30,13 @@ from flash_sales.announcements import SaleAnnouncer
 from flash_sales.model import LIVE_STATES, Order, Sale
 from flash_sales.store import SaleStore
 from inventory_lock import Adopted, InventoryLock, OrderFact, PoolReason, StockState
+from rooms.errors import STORAGE_ERRORS
 
 log = logging.getLogger("live.flash_sales")
 
 REPAIR_ATTEMPTS = 3
 FENCE_LEASE_S = 60.0  # a repair not done by then is taken over (its process may be dead)
+RETRY_PAUSE_S = 0.2  # before another attempt of an interrupted repair (times the attempt)
 
 
 class PoolRepair:
@@ -43,6 +45,7 @@ class PoolRepair:
         self.lock = lock
         self.announcer = announcer
         self._running: dict[int, asyncio.Task[bool]] = {}
+        self.unfinished: set[int] = set()  # sales whose last repair here ended without unfencing
 
     async def repair(self, sale: Sale, reason: str, *, wait_s: float | None = None) -> bool:
         """Bring the pool up to PostgreSQL; True when it is whole again, False when it is not
@@ -65,10 +68,27 @@ class PoolRepair:
             log.warning("sale %s: repair failed: %r", sale_id, task.exception())
 
     async def _repair(self, sale: Sale, reason: str) -> bool:
-        for _ in range(REPAIR_ATTEMPTS):
-            if await self._repair_once(sale, reason):
-                return True
-            reason = "stale"  # Redis restarted during the repair: what it wrote may be lost
+        """Up to REPAIR_ATTEMPTS repairs, until one unfences the pool. A store that fails half
+        way (Redis restarting again, PostgreSQL briefly away) is tried again after a pause: its
+        pool stays fenced meanwhile, and nothing else in this process would repair it before
+        the lease ends. Should the last attempt fail too, the pool is remembered as `unfinished`
+        for the maintenance sweep to repair again."""
+        try:
+            for attempt in range(REPAIR_ATTEMPTS):
+                try:
+                    if await self._repair_once(sale, reason):
+                        self.unfinished.discard(sale.id)
+                        return True
+                except STORAGE_ERRORS as exc:
+                    if attempt == REPAIR_ATTEMPTS - 1:
+                        raise
+                    log.warning("sale %s: repair interrupted, trying again: %r", sale.id, exc)
+                    await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))
+                reason = "stale"  # Redis restarted during the repair: what it wrote may be lost
+        except BaseException:
+            self.unfinished.add(sale.id)
+            raise
+        self.unfinished.add(sale.id)
         return False
 
     async def _repair_once(self, sale: Sale, reason: str) -> bool:

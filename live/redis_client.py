@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 MAX_CONNECTIONS = 512  # per node on a cluster
+UNSENT_RESENDS = 2  # a single command the cluster client failed before sending it: sent again
 
 RedisClient = aioredis.Redis | RedisCluster
 _REDIS_PACKAGE = redis.__path__[0]
@@ -33,17 +34,30 @@ def _raised_in_redis(traceback: TracebackType | None) -> bool:
     return last is not None and last.tb_frame.f_code.co_filename.startswith(_REDIS_PACKAGE)
 
 
-async def _connection_errors(call: Callable[[], Awaitable[T]]) -> T:
+def _unsent(exc: AttributeError) -> bool:
+    """Whether redis-py failed on a connection that another task had disconnected before any
+    byte of the command was written (its writer gone: redis/redis-py#3815)."""
+    return exc.name == "writelines" and _raised_in_redis(exc.__traceback__)
+
+
+async def _connection_errors(call: Callable[[], Awaitable[T]], *, resend: int = 0) -> T:
     """`call()`, with an AttributeError raised inside redis-py re-raised as the ConnectionError it
-    stands for: during a failover the cluster client can touch a connection or node it dropped
-    meanwhile (redis/redis-py#3815, #3997), which would otherwise escape every `except
-    RedisError` and answer 500 instead of 503."""
-    try:
-        return await call()
-    except AttributeError as exc:
-        if not _raised_in_redis(exc.__traceback__):
-            raise
-        raise RedisConnectionError(f"Redis Cluster connection lost: {exc}") from exc
+    stands for: during a failover, or while a burst opens many connections at once, the cluster
+    client can touch a connection or node that another task dropped meanwhile
+    (redis/redis-py#3815, #3997), which would otherwise escape every `except RedisError` and
+    answer 500 instead of 503. A command that was not sent at all is sent again, up to `resend`
+    times (on a connection of its own: the dropped one is not reused)."""
+    resent = 0
+    while True:
+        try:
+            return await call()
+        except AttributeError as exc:
+            if not _raised_in_redis(exc.__traceback__):
+                raise
+            if resent < resend and _unsent(exc):
+                resent += 1
+                continue
+            raise RedisConnectionError(f"Redis Cluster connection lost: {exc}") from exc
 
 
 class _Pipeline(ClusterPipeline):
@@ -58,7 +72,7 @@ class Cluster(RedisCluster):
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         return await _connection_errors(
-            lambda: super(Cluster, self).execute_command(*args, **kwargs)
+            lambda: super(Cluster, self).execute_command(*args, **kwargs), resend=UNSENT_RESENDS
         )
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> _Pipeline:

@@ -59,3 +59,32 @@ async def test_a_slip_inside_the_cluster_client_is_a_connection_error() -> None:
         assert isinstance(cluster.pipeline(transaction=False), _Pipeline)
     finally:
         await cluster.aclose()
+
+
+async def test_a_command_the_cluster_client_never_sent_is_sent_again() -> None:
+    """A burst of first connections can leave a command on a connection another task has just
+    disconnected, before a byte of it is written (redis/redis-py#3815): such a command is sent
+    again (`resend` times), any other slip is a ConnectionError at once."""
+    calls: list[str] = []
+
+    async def unsent_once() -> str:
+        calls.append("call")
+        if len(calls) == 1:  # redis-py's own write on a connection with no writer
+            await aioredis.Connection()._send_packed_command([b"PING\r\n"])
+        return "PONG"
+
+    async def unsent_always() -> str:
+        calls.append("call")
+        await aioredis.Connection()._send_packed_command([b"PING\r\n"])
+        return "PONG"
+
+    assert await _connection_errors(unsent_once, resend=2) == "PONG"
+    assert len(calls) == 2
+    calls.clear()
+    with pytest.raises(RedisConnectionError, match="connection lost"):
+        await _connection_errors(unsent_always, resend=2)
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(RedisConnectionError):
+        await _connection_errors(unsent_once)  # a pipeline's part may have been sent: no resend
+    assert len(calls) == 1

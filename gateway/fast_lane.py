@@ -1,28 +1,33 @@
 """The edge's outermost ASGI layer: it times every HTTP request for /metrics and answers the few
-hot routes of a flash sale's opening burst (reserve, confirm) without Starlette's per-request
-layers. Under load those layers (two exception middlewares each wrapping `send`, the router's
-scan of every route, request_response's wrappers) cost about as much CPU as the handler itself.
+hot routes of a flash sale's opening burst (reserve, confirm), and the room WebSocket of a join
+or reconnect storm, without Starlette's per-request layers. Under load those layers (two
+exception middlewares each wrapping `send`, the router's scan of every route, request_response's
+wrappers) cost about as much CPU as the handler itself.
 
 A hot request runs the same endpoint with the same Request, and a refusal meets the same error
 handler (gateway/errors.py HANDLERS, looked up by class as Starlette does), so it is answered
 exactly as the Starlette route would answer it (tests/edge/test_fast_lane.py compares both).
-Every other request goes down Starlette's stack."""
+A hot WebSocket route's endpoint gets the same WebSocket, path params set as the router would;
+an exception it lets out reaches the server, as through Starlette's stack (which re-raises
+every exception of a WebSocket). Every other request goes down Starlette's stack."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from gateway.timing import http_done
 
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+R = TypeVar("R", Route, WebSocketRoute)
 
 
 class FastLane:
@@ -32,22 +37,34 @@ class FastLane:
     server logs it)."""
 
     def __init__(
-        self, app: ASGIApp, hot: Collection[Route], handlers: Mapping[Any, ErrorHandler]
+        self,
+        app: ASGIApp,
+        hot: Collection[Route],
+        handlers: Mapping[Any, ErrorHandler],
+        sockets: Collection[WebSocketRoute] = (),
     ) -> None:
-        for route in hot:
+        routes: list[Route | WebSocketRoute] = [*hot, *sockets]
+        for route in routes:
             plain = all(c.regex == "[^/]+" for c in route.param_convertors.values())
-            if route.methods != {"POST"} or not plain:
-                raise ValueError(f"{route.path}: a hot route is a POST with plain path params")
+            if (isinstance(route, Route) and route.methods != {"POST"}) or not plain:
+                raise ValueError(
+                    f"{route.path}: a hot route has plain path params (an HTTP one is a POST)"
+                )
         if Exception not in handlers or not all(isinstance(k, type) for k in handlers):
             raise ValueError("the handlers are by exception class, `Exception` among them")
         self.app = app
         self.hot = tuple(hot)
+        self.sockets = tuple(sockets)
         self.handlers: dict[type, ErrorHandler] = dict(handlers)
         self.last_resort = handlers[Exception]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            socket = self._hot_socket(scope) if scope["type"] == "websocket" else None
+            if socket is None:
+                await self.app(scope, receive, send)
+            else:
+                await socket.endpoint(WebSocket(scope, receive, send))
             return
         started = time.perf_counter()
         try:
@@ -64,14 +81,10 @@ class FastLane:
         would; None when the router should decide (a mounted app's root_path included)."""
         if scope["method"] != "POST" or scope.get("root_path"):
             return None
-        path = scope["path"]
-        for route in self.hot:
-            match = route.path_regex.match(path)
-            if match is not None:
-                scope["route"], scope["endpoint"] = route, route.endpoint
-                scope["path_params"] = match.groupdict()
-                return route
-        return None
+        return _matched(self.hot, scope)
+
+    def _hot_socket(self, scope: Scope) -> WebSocketRoute | None:
+        return None if scope.get("root_path") else _matched(self.sockets, scope)
 
     async def _answer(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
@@ -90,14 +103,33 @@ class FastLane:
         return next(self.handlers[k] for k in type(exc).__mro__ if k in self.handlers)
 
 
-class FastLaneApp(Starlette):
-    """Starlette with a FastLane outside its middleware stack, for the routes named in `hot`
-    (their path templates; each must be a route of the app)."""
+def _matched(routes: Iterable[R], scope: Scope) -> R | None:
+    """The first of `routes` whose path matches, its path params set in the scope."""
+    path = scope["path"]
+    for route in routes:
+        match = route.path_regex.match(path)
+        if match is not None:
+            scope["route"], scope["endpoint"] = route, route.endpoint
+            scope["path_params"] = match.groupdict()
+            return route
+    return None
 
-    def __init__(self, *, hot: Collection[str], **kwargs: object) -> None:
+
+class FastLaneApp(Starlette):
+    """Starlette with a FastLane outside its middleware stack, for the routes named in `hot` and
+    the WebSocket routes named in `sockets` (their path templates; each must be a route of the
+    app, a WebSocket one's endpoint a function of the WebSocket)."""
+
+    def __init__(
+        self, *, hot: Collection[str], sockets: Collection[str] = (), **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         by_path = {r.path: r for r in self.routes if isinstance(r, Route)}
         self.hot = [by_path[path] for path in hot]
+        by_socket = {r.path: r for r in self.routes if isinstance(r, WebSocketRoute)}
+        self.sockets = [by_socket[path] for path in sockets]
 
     def build_middleware_stack(self) -> ASGIApp:
-        return FastLane(super().build_middleware_stack(), self.hot, self.exception_handlers)
+        return FastLane(
+            super().build_middleware_stack(), self.hot, self.exception_handlers, self.sockets
+        )

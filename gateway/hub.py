@@ -228,6 +228,9 @@ class RoomHub:
             group.cursor, group.lossy_seen = seq, self._lanes.lossy_count
         self.resync([c for c in self.connections if c.is_synced and not c.closed])
 
+    def resync_one(self, connection: Connection) -> None:
+        self.resync([connection])
+
     def resync(self, connections: list[Connection]) -> None:
         """Send these viewers a fresh snapshot; their frames are held until it is queued."""
         for connection in connections:

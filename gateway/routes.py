@@ -30,6 +30,8 @@ from gateway.http_webhooks import WebhookRoutes
 from gateway.server import Gateway
 from rooms.service import RoomService
 
+ROOM_SOCKET = "/ws/rooms/{room}"
+
 
 @dataclass(frozen=True)
 class Edge:
@@ -60,11 +62,16 @@ def edge_app(
         *GroupRoutes(lambda: edge().groups, lambda: edge().rooms, auth).routes(),
         *WebhookRoutes(lambda: edge().webhooks, auth).routes(),
         *ReferralRoutes(lambda: edge().gateway.referrals, lambda: edge().rooms, auth).routes(),
-        WebSocketRoute("/ws/rooms/{room}", lambda ws: edge().gateway.endpoint(ws)),
+        WebSocketRoute(ROOM_SOCKET, lambda ws: edge().gateway.endpoint(ws)),
         *pages.routes(),
         *health_routes(lambda: edge().readiness, io_timeout_s),
     ]
-    # Every request timed for /metrics; a sale's reserve and confirm past Starlette's layers.
+    # Every request timed for /metrics; a sale's reserve and confirm, and the room WebSocket,
+    # past Starlette's layers.
     return FastLaneApp(
-        hot=BURST_PATHS, routes=routes, lifespan=lifespan, exception_handlers=dict(HANDLERS)
+        hot=BURST_PATHS,
+        sockets=(ROOM_SOCKET,),
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=dict(HANDLERS),
     )

@@ -178,7 +178,7 @@ class Gateway:
                 # subscription takes effect shows up as a gap (next event, or the catch-up loop).
                 await self.subscriber.subscribe(keys.channel, keys.direct)
             hub.add(connection)
-            connection.on_stale = lambda stale: hub.resync([stale])
+            connection.on_stale = hub.resync_one  # a bound method: lighter than a closure
             metrics.CONNECTIONS.inc()
             if self.stopping:  # joined while the viewers were being closed
                 connection.close(

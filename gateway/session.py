@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,7 @@ class Session:
         gone = False
         try:
             async with asyncio.timeout(None) as reading:
-                connection.on_closed = lambda: _cut(reading)
+                connection.on_closed = functools.partial(_cut, reading)  # lighter than a closure
                 await self._sync(hub, connection, claims)
                 gone = await self._serve(connection, claims)
         except WebSocketDisconnect:

@@ -110,8 +110,9 @@ class LeanEvent(asyncio.Event):
 
 class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's default WebSocket protocol, with a direct socket in the ASGI scope, leaner per
-    connection: the `Inbox` and `LeanEvent` above, the handshake's request and response let go
-    once the connection is accepted, and a way out of the ASGI stack (`DETACH_KEY`)."""
+    connection: the `Inbox` and `LeanEvent` above, the handshake's request, response and
+    headers let go once the connection is accepted, and a way out of the ASGI stack
+    (`DETACH_KEY`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -147,7 +148,18 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: Any) -> None:
         await super().send(message)
         if self.handshake_complete and "response" in vars(self):
-            del self.request, self.response  # only the handshake reads them
+            self._let_go_of_the_handshake()
+
+    def _let_go_of_the_handshake(self) -> None:
+        """Only the handshake reads the request's headers, and the gateway reads the scope's
+        before it accepts: once accepted, both are emptied (about 1.5 KiB a viewer). The
+        request itself lives on in websockets' parser (a local of its generator), so its
+        headers are cleared rather than dropped."""
+        self.request.headers.clear()
+        headers = self.scope.get("headers")
+        if isinstance(headers, list):  # Starlette's copy, when it read them (or uvicorn's)
+            headers.clear()
+        del self.request, self.response
 
 
 def detacher(scope: Mapping[str, Any]) -> Callable[[Coroutine[Any, Any, None]], None] | None:

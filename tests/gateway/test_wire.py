@@ -172,3 +172,23 @@ async def test_without_direct_writes_frames_go_through_asgi(
         monkeypatch.setattr(gateway_testkit, "websocket_options", plain)
     await pins_reach_a_viewer(settings)
     assert direct_writes == []
+
+
+async def test_an_accepted_connection_keeps_no_handshake_headers(settings: Settings) -> None:
+    """Once accepted, a viewer's connection holds neither its scope's headers nor those of the
+    request websockets parsed (kept alive by its parser): about 1.5 KiB a viewer."""
+    async with serve(settings) as served:
+        room = await make_room(served.url, settings)
+        viewer = await Viewer.open(ws_url(served.url, room.id))
+        try:
+            (connection,) = served.gateway.hubs[room.id].connections
+            assert connection.websocket.scope["headers"] == []
+            direct = connection._direct
+            assert isinstance(direct, wire_uvicorn.UvicornSocket)
+            parser = direct._protocol.conn.parser
+            assert isinstance(parser, types.GeneratorType) and parser.gi_frame is not None
+            assert list(parser.gi_frame.f_locals["request"].headers.raw_items()) == []
+            seq = (await room.pin(room.products[0]))["seq"]
+            await viewer.wait_for(lambda: any(e["seq"] == seq for e in viewer.critical()))
+        finally:
+            await viewer.close()

@@ -15,6 +15,7 @@ import asyncpg
 
 from flash_sales import outbox
 from flash_sales.model import MAX_STOCK, Order, Outcome, Sale, SaleState
+from flash_sales.sale_rows import DUE, SALE_COLUMNS, insert_sale, sale_of
 from inventory_lock import OrderFact
 
 FACTS_PAGE = 5000  # orders per query when a repair reads a sale's orders
@@ -36,10 +37,6 @@ class StockDecision:
     sold: int = 0
 
 
-_SALE_COLUMNS = (
-    "id, room_id, product_id, price_cents, stock, sold, limit_per_buyer, hold_seconds, state, "
-    "starts_at, ends_at, kind"
-)
 ORDER_FIELDS = (
     "id",
     "reservation_id",
@@ -52,23 +49,6 @@ ORDER_FIELDS = (
     "created_at",
 )
 ORDER_COLUMNS = ", ".join(ORDER_FIELDS)
-
-
-def sale_of(row: asyncpg.Record) -> Sale:
-    return Sale(
-        id=row["id"],
-        room=row["room_id"],
-        product_id=row["product_id"],
-        price_cents=row["price_cents"],
-        stock=row["stock"],
-        sold=row["sold"],
-        limit_per_buyer=row["limit_per_buyer"],
-        hold_seconds=row["hold_seconds"],
-        state=SaleState(row["state"]),
-        starts_at=row["starts_at"],
-        ends_at=row["ends_at"],
-        kind=row["kind"],
-    )
 
 
 def order_of(row: asyncpg.Record) -> Order:
@@ -114,12 +94,8 @@ class SaleStore:
         ends_at: datetime | None,
     ) -> Sale | None:
         """The new sale, or None when the product is not in the room."""
-        row = await self.pg.fetchrow(
-            f"""INSERT INTO sales (room_id, product_id, price_cents, stock, limit_per_buyer,
-                                   hold_seconds, starts_at, ends_at)
-                SELECT $1, p.id, $3, $4, $5, $6, $7, $8 FROM products p
-                WHERE p.id = $2 AND p.room_id = $1
-                RETURNING {_SALE_COLUMNS}""",
+        row = await insert_sale(
+            self.pg,
             room,
             product_id,
             price_cents,
@@ -132,7 +108,7 @@ class SaleStore:
         return None if row is None else sale_of(row)
 
     async def get(self, sale_id: int) -> Sale | None:
-        row = await self.pg.fetchrow(f"SELECT {_SALE_COLUMNS} FROM sales WHERE id = $1", sale_id)
+        row = await self.pg.fetchrow(f"SELECT {SALE_COLUMNS} FROM sales WHERE id = $1", sale_id)
         return None if row is None else sale_of(row)
 
     async def product(self, room: str, product_id: int) -> dict[str, Any] | None:
@@ -157,7 +133,7 @@ class SaleStore:
             row = await conn.fetchrow(
                 f"""UPDATE sales SET state = $2, event_seq = event_seq + 1{extra}
                     WHERE id = $1 AND state = ANY($3::text[])
-                    RETURNING {_SALE_COLUMNS}, event_seq""",
+                    RETURNING {SALE_COLUMNS}, event_seq""",
                 sale_id,
                 to.value,
                 [s.value for s in from_states],
@@ -204,7 +180,7 @@ class SaleStore:
             f"""UPDATE sales SET stock = stock + $2, event_seq = event_seq + 1
                 WHERE id = $1 AND state = ANY($3::text[])
                   AND stock + $2 >= sold AND stock + $2 <= $4
-                RETURNING {_SALE_COLUMNS}, event_seq""",
+                RETURNING {SALE_COLUMNS}, event_seq""",
             sale_id,
             delta,
             [s.value for s in states],
@@ -270,17 +246,13 @@ class SaleStore:
     async def due(self) -> list[Sale]:
         """Sales the scheduler may have to move now."""
         rows = await self.pg.fetch(
-            f"""SELECT {_SALE_COLUMNS} FROM sales
-                WHERE kind = 'flash' AND (
-                    (state = 'scheduled' AND (starts_at <= now() OR ends_at <= now()))
-                    OR (state IN ('open', 'sold_out') AND ends_at <= now()))
-                LIMIT 100"""
+            f"SELECT {SALE_COLUMNS} FROM sales s WHERE s.kind = 'flash' AND ({DUE}) LIMIT 100"
         )
         return [sale_of(r) for r in rows]
 
     async def live(self) -> list[Sale]:
         rows = await self.pg.fetch(
-            f"SELECT {_SALE_COLUMNS} FROM sales "
+            f"SELECT {SALE_COLUMNS} FROM sales "
             "WHERE kind = 'flash' AND state IN ('open', 'sold_out') LIMIT 1000"
         )
         return [sale_of(r) for r in rows]
@@ -288,7 +260,7 @@ class SaleStore:
     async def recently_ended(self, within_s: int) -> list[Sale]:
         """Sales ended in the last `within_s` seconds (their pools may still hold confirms)."""
         rows = await self.pg.fetch(
-            f"SELECT {_SALE_COLUMNS} FROM sales WHERE kind = 'flash' AND state = 'ended' "
+            f"SELECT {SALE_COLUMNS} FROM sales WHERE kind = 'flash' AND state = 'ended' "
             "AND ended_at > now() - make_interval(secs => $1) LIMIT 1000",
             within_s,
         )

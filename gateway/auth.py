@@ -127,6 +127,12 @@ class Authenticator:
         except TokenError as exc:
             raise unauthorized(exc.code, exc.detail) from None
 
+    def watcher(self, authorization: str | None) -> Actor | None:
+        """Who watches: the actor of a valid token, None without one (anonymous); 401 for a bad
+        token."""
+        claims = self.bearer_claims(authorization)
+        return claims.actor if claims else None
+
     def actor(self, authorization: str | None) -> Actor:
         """Who sends a request that needs a token; 401 without a valid one."""
         claims = self.bearer_claims(authorization)

@@ -5,17 +5,14 @@ with the caller's Actor. Amounts and the configuration are checked by the domain
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from flash_sales.auctions.service import AuctionService
 from gateway import fields
-from gateway.auth import Authenticator
 from gateway.http_body import json_body, path_id
-from rooms.service import RoomService
+from gateway.watched_routes import WatchedRoutes
 
 CONFIG_FIELDS = (
     "start_cents",
@@ -28,21 +25,7 @@ CONFIG_FIELDS = (
 )
 
 
-class AuctionRoutes:
-    def __init__(
-        self,
-        service: Callable[[], AuctionService],
-        rooms: Callable[[], RoomService],
-        auth: Authenticator,
-    ) -> None:
-        self._service = service
-        self._rooms = rooms
-        self.auth = auth
-
-    @property
-    def service(self) -> AuctionService:
-        return self._service()
-
+class AuctionRoutes(WatchedRoutes[AuctionService]):
     async def create(self, request: Request) -> JSONResponse:
         actor = self.auth.actor(request.headers.get("authorization"))
         body = await json_body(request)
@@ -67,9 +50,9 @@ class AuctionRoutes:
 
     async def view(self, request: Request) -> JSONResponse:
         """The auction as the room's events show it, to anyone allowed to watch the room."""
-        claims = self.auth.bearer_claims(request.headers.get("authorization"))
+        actor = self.auth.watcher(request.headers.get("authorization"))
         auction = await self.service.lifecycle.view(path_id(request, "auction", "auction"))
-        await self._rooms().may_watch(auction["room"], claims.actor if claims else None)
+        await self.may_watch(auction["room"], actor)
         return JSONResponse(auction)
 
     async def bids(self, request: Request) -> JSONResponse:

@@ -4,63 +4,45 @@ deal itself is made, started, stopped and shown at the sales' routes (gateway/ht
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from flash_sales.group_deals.service import GroupDeals
-from gateway.auth import Authenticator
 from gateway.http_body import path_id
-from rooms.actors import Actor
-from rooms.service import RoomService
+from gateway.watched_routes import WatchedRoutes
 
 
-class GroupRoutes:
-    def __init__(
-        self,
-        service: Callable[[], GroupDeals],
-        rooms: Callable[[], RoomService],
-        auth: Authenticator,
-    ) -> None:
-        self._service = service
-        self._rooms = rooms
-        self.auth = auth
-
-    def _watcher(self, request: Request) -> Actor | None:
-        claims = self.auth.bearer_claims(request.headers.get("authorization"))
-        return claims.actor if claims else None
-
+class GroupRoutes(WatchedRoutes[GroupDeals]):
     async def start(self, request: Request) -> JSONResponse:
         actor = self.auth.actor(request.headers.get("authorization"))
         key = request.headers.get("idempotency-key", "")
         sale_id = path_id(request, "sale", "sale")
-        return JSONResponse(await self._service().start_group(sale_id, actor, key), status_code=201)
+        return JSONResponse(await self.service.start_group(sale_id, actor, key), status_code=201)
 
     async def join(self, request: Request) -> JSONResponse:
         actor = self.auth.actor(request.headers.get("authorization"))
-        return JSONResponse(await self._service().join(path_id(request, "group", "group"), actor))
+        return JSONResponse(await self.service.join(path_id(request, "group", "group"), actor))
 
     async def leave(self, request: Request) -> JSONResponse:
         actor = self.auth.actor(request.headers.get("authorization"))
-        return JSONResponse(await self._service().leave(path_id(request, "group", "group"), actor))
+        return JSONResponse(await self.service.leave(path_id(request, "group", "group"), actor))
 
     async def view(self, request: Request) -> JSONResponse:
         """A group, to anyone allowed to watch its room."""
-        actor = self._watcher(request)
-        service = self._service()
+        actor = self.auth.watcher(request.headers.get("authorization"))
+        service = self.service
         group = await service.group(path_id(request, "group", "group"), actor)
         deal = await service.deal(group["sale_id"])
-        await self._rooms().may_watch(deal.room, actor)
+        await self.may_watch(deal.room, actor)
         return JSONResponse(group)
 
     async def open_groups(self, request: Request) -> JSONResponse:
         """A sale's forming groups with places left, to anyone allowed to watch its room."""
-        actor = self._watcher(request)
-        service = self._service()
+        actor = self.auth.watcher(request.headers.get("authorization"))
+        service = self.service
         deal = await service.deal(path_id(request, "sale", "sale"))
-        await self._rooms().may_watch(deal.room, actor)
+        await self.may_watch(deal.room, actor)
         return JSONResponse({"groups": await service.groups(deal.sale_id)})
 
     def routes(self) -> list[Route]:

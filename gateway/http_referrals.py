@@ -4,7 +4,6 @@ report and its reward rule. Each is one call of Referrals with the caller's Acto
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -13,10 +12,9 @@ from starlette.routing import Route
 
 from flash_sales.referrals import MAX_PERCENT, Referrals
 from gateway import fields
-from gateway.auth import Authenticator
 from gateway.http_body import json_body
 from gateway.share_codes import MAX_CODE_CHARS, mint_share, sharer_of
-from rooms.service import RoomService
+from gateway.watched_routes import WatchedRoutes
 
 
 def share_link(room: str, code: str) -> str:
@@ -24,51 +22,34 @@ def share_link(room: str, code: str) -> str:
     return f"/watch/{quote(room, safe='')}?share={code}"
 
 
-class ReferralRoutes:
-    def __init__(
-        self,
-        referrals: Callable[[], Referrals],
-        rooms: Callable[[], RoomService],
-        auth: Authenticator,
-    ) -> None:
-        self._referrals = referrals
-        self._rooms = rooms
-        self.auth = auth
-
-    @property
-    def referrals(self) -> Referrals:
-        return self._referrals()
-
+class ReferralRoutes(WatchedRoutes[Referrals]):
     async def share(self, request: Request) -> JSONResponse:
         actor = self.auth.actor(request.headers.get("authorization"))
         room: str = request.path_params["room"]
-        await self.referrals.share(room, actor)
+        await self.service.share(room, actor)
         code = mint_share(self.auth.secret, room, actor.user)
         return JSONResponse({"room": room, "code": code, "link": share_link(room, code)})
 
     async def visit(self, request: Request) -> JSONResponse:
-        claims = self.auth.bearer_claims(request.headers.get("authorization"))
-        actor = claims.actor if claims else None
+        actor = self.auth.watcher(request.headers.get("authorization"))
         room: str = request.path_params["room"]
-        await self._rooms().may_watch(room, actor)
+        await self.may_watch(room, actor)
         body = await json_body(request)
         sharer = sharer_of(
             self.auth.secret, room, fields.text(body, "share", max_len=MAX_CODE_CHARS)
         )
-        return JSONResponse(
-            {"recorded": await self.referrals.visit(room, actor, sharer, fresh=True)}
-        )
+        return JSONResponse({"recorded": await self.service.visit(room, actor, sharer, fresh=True)})
 
     async def report(self, request: Request) -> JSONResponse:
         actor = self.auth.actor(request.headers.get("authorization"))
-        return JSONResponse(await self.referrals.report(request.path_params["room"], actor))
+        return JSONResponse(await self.service.report(request.path_params["room"], actor))
 
     async def set_rule(self, request: Request) -> JSONResponse:
         actor = self.auth.actor(request.headers.get("authorization"))
         body = await json_body(request)
         percent = fields.integer(body, "percent", low=0, high=MAX_PERCENT)
         return JSONResponse(
-            await self.referrals.set_rule(request.path_params["room"], actor, percent)
+            await self.service.set_rule(request.path_params["room"], actor, percent)
         )
 
     def routes(self) -> list[Route]:

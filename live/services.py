@@ -35,7 +35,8 @@ from live.redis_client import RedisClient, open_redis
 from live.settings import Settings
 from rooms.log import RoomLog
 from rooms.presence import Presence
-from rooms.service import CommentPolicy, RoomService
+from rooms.rules import CommentPolicy
+from rooms.service import RoomService
 
 log = logging.getLogger("live")
 SHUTDOWN_STEP_S = 5.0

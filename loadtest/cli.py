@@ -47,19 +47,15 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import re
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtest import chaos, group_cli, scenario, simulation
-from loadtest.api import TransportError
+from loadtest import chaos, group_cli, simulation
+from loadtest.command import add_database_flags, run_simulation
 from loadtest.faults import FaultError
-from loadtest.service import ServiceError
-from loadtest.tokens import SecretMissing
 
 
 def duration(text: str) -> int:
@@ -120,19 +116,7 @@ def add_parser(subparsers: Any) -> None:
         default="",
         help=f"inject faults during the sale: {','.join(chaos.FAULTS)} or all (see above)",
     )
-    target.add_argument(
-        "--database-url",
-        metavar="URL",
-        default=os.environ.get("LIVE_DATABASE_URL", ""),
-        help="with --url: the service's PostgreSQL, for pg-stall and pg-cut"
-        " (default LIVE_DATABASE_URL)",
-    )
-    target.add_argument(
-        "--database-schema",
-        metavar="NAME",
-        default=os.environ.get("LIVE_DATABASE_SCHEMA", "public"),
-        help="with --url: the service's schema (default LIVE_DATABASE_SCHEMA, else public)",
-    )
+    add_database_flags(target, "for pg-stall and pg-cut")
     crowd = sale.add_argument_group("crowd")
     crowd.add_argument(
         "--viewers",
@@ -266,22 +250,13 @@ def _add_auction(commands: Any) -> None:
 def auction(args: argparse.Namespace) -> int:
     from loadtest import auction_sim
 
-    if args.snipers < 0 or args.snipe_window < 0 or args.max_extensions < 0:
-        print(
-            "live loadtest: error: --snipers, --snipe-window and --max-extensions cannot"
-            " be negative",
-            file=sys.stderr,
-        )
-        return 2
-    out: Path = args.out or Path("loadtest-out") / time.strftime("auction-%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        return auction_sim.simulate(args, out.resolve())
-    except (ServiceError, scenario.SetupError, TransportError, SecretMissing, TimeoutError) as exc:
-        print(f"live loadtest: error: {exc or type(exc).__name__}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    negative = args.snipers < 0 or args.snipe_window < 0 or args.max_extensions < 0
+    problem = (
+        "--snipers, --snipe-window and --max-extensions cannot be negative" if negative else None
+    )
+    return run_simulation(
+        auction_sim.simulate, args, problem, "auction-%Y%m%d-%H%M%S", errors=(TimeoutError,)
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -328,19 +303,9 @@ def _check_chaos(args: argparse.Namespace) -> str | None:
 
 
 def flash_sale(args: argparse.Namespace) -> int:
-    problem = _check(args)
-    if problem:
-        print(f"live loadtest: error: {problem}", file=sys.stderr)
-        return 2
-    out: Path = args.out or Path("loadtest-out") / time.strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        return simulation.simulate(args, out.resolve())
-    except (ServiceError, scenario.SetupError, TransportError, FaultError, SecretMissing) as exc:
-        print(f"live loadtest: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_simulation(
+        simulation.simulate, args, _check(args), "%Y%m%d-%H%M%S", errors=(FaultError,)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

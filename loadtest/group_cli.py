@@ -4,18 +4,12 @@ added to `live loadtest` by loadtest/cli.py."""
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from loadtest import scenario
-from loadtest.api import TransportError
-from loadtest.service import ServiceError
-from loadtest.tokens import SecretMissing
+from loadtest.command import add_database_flags, run_simulation
 
 
 def add_parser(commands: Any) -> None:
@@ -29,18 +23,7 @@ def add_parser(commands: Any) -> None:
     )
     deal.add_argument("--url", metavar="URL", help="a running service (default: start one)")
     deal.add_argument("--jwt-secret", metavar="SECRET", default="", help="with --url")
-    deal.add_argument(
-        "--database-url",
-        metavar="URL",
-        default=os.environ.get("LIVE_DATABASE_URL", ""),
-        help="with --url: its PostgreSQL, read by the verdict (default LIVE_DATABASE_URL)",
-    )
-    deal.add_argument(
-        "--database-schema",
-        metavar="NAME",
-        default=os.environ.get("LIVE_DATABASE_SCHEMA", "public"),
-        help="with --url: its schema (default LIVE_DATABASE_SCHEMA, else public)",
-    )
+    add_database_flags(deal, "read by the verdict")
     deal.add_argument("--keep-data", action="store_true", help="keep the service's data dir")
     deal.add_argument("--buyers", metavar="N", type=int, default=40)
     deal.add_argument("--duration", metavar="S", type=int, default=15, help="s of shopping")
@@ -83,19 +66,10 @@ def _problem(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from loadtest import group_sim
 
-    problem = _problem(args)
-    if problem:
-        print(f"live loadtest: error: {problem}", file=sys.stderr)
-        return 2
-    out: Path = args.out or Path("loadtest-out") / time.strftime("group-%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        return group_sim.simulate(args, out.resolve())
-    except (ServiceError, scenario.SetupError, TransportError, SecretMissing, TimeoutError) as exc:
-        print(f"live loadtest: error: {exc or type(exc).__name__}", file=sys.stderr)
-        return 1
-    except (OSError, asyncpg.PostgresError) as exc:  # the verdict's PostgreSQL
-        print(f"live loadtest: error: {exc or type(exc).__name__}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_simulation(
+        group_sim.simulate,
+        args,
+        _problem(args),
+        "group-%Y%m%d-%H%M%S",
+        errors=(TimeoutError, OSError, asyncpg.PostgresError),  # the last two: the verdict's PG
+    )

@@ -3,46 +3,35 @@ Redis for the live state, every change announced through the room's event log.""
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from rooms import scripts
 from rooms.actors import Action, Actor, authorize
+from rooms.comment_gate import CommentGate
 from rooms.errors import (
     Conflict,
-    Forbidden,
     Invalid,
-    Throttled,
     Unauthenticated,
     forbidden,
     invalid,
     not_found,
 )
 from rooms.events import Lane
-from rooms.keys import ROOM_ID
 from rooms.log import Published, RoomLog
 from rooms.presence import Presence
-from rooms.text import storable
-
-MAX_MUTE_S = 7 * 24 * 3600
-MAX_SLOW_MODE_S = 3600
-MAX_HOST_MESSAGE = 500
-MAX_BLOCKED_WORDS = 200
-MAX_BLOCKED_WORD_CHARS = 50
-ROOM_SETTINGS = frozenset({"blocked_words", "allow_anonymous"})
-
-
-@dataclass(frozen=True)
-class CommentPolicy:
-    max_chars: int
-    per_window: int
-    window_ms: int = 10_000
+from rooms.rules import (
+    MAX_HOST_MESSAGE,
+    MAX_MUTE_S,
+    MAX_SLOW_MODE_S,
+    CommentPolicy,
+    check_room_id,
+    has_blocked_word,
+    room_settings,
+)
 
 
 def _product(row: asyncpg.Record) -> dict[str, Any]:
@@ -53,45 +42,6 @@ def _product(row: asyncpg.Record) -> dict[str, Any]:
         "price_cents": row["price_cents"],
         "image_url": row["image_url"],
     }
-
-
-def check_room_id(room: str) -> None:
-    if not ROOM_ID.fullmatch(room):  # match() would take a trailing newline ('$' does)
-        raise invalid("room ids are 1-64 letters, digits, '-' or '_'")
-
-
-def room_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """Validated room settings, with defaults; unknown keys are refused."""
-    unknown = sorted(set(settings) - ROOM_SETTINGS)
-    if unknown:
-        raise invalid(f"unknown room settings: {', '.join(unknown)}")
-    words = settings.get("blocked_words", [])
-    if not isinstance(words, list) or len(words) > MAX_BLOCKED_WORDS:
-        raise invalid(f"blocked_words must be a list of at most {MAX_BLOCKED_WORDS} words")
-    if not all(
-        isinstance(w, str) and 0 < len(w.strip()) <= MAX_BLOCKED_WORD_CHARS and storable(w)
-        for w in words
-    ):
-        raise invalid(
-            f"each blocked word must be 1-{MAX_BLOCKED_WORD_CHARS} characters of valid text "
-            "without NUL characters"
-        )
-    anonymous = settings.get("allow_anonymous", True)
-    if not isinstance(anonymous, bool):
-        raise invalid("allow_anonymous must be true or false")
-    clean_words = sorted({w.strip().casefold() for w in words})
-    return {"blocked_words": clean_words, "allow_anonymous": anonymous}
-
-
-@functools.lru_cache(maxsize=256)
-def _blocked_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
-    """Whole words or phrases only, so blocking "ass" does not block "class"."""
-    alternatives = "|".join(re.escape(word) for word in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
-
-
-def has_blocked_word(text: str, words: list[str]) -> bool:
-    return bool(words) and _blocked_pattern(tuple(words)).search(text.casefold()) is not None
 
 
 def room_ended(room: str) -> Conflict:
@@ -120,7 +70,7 @@ class RoomService:
         self.presence = presence
         self.policy = policy
         self.allow_anonymous = allow_anonymous  # service-wide; a room may only narrow it
-        self._comment_gate = scripts.load(client, "comment_gate")
+        self.comment_gate = CommentGate(client, log, policy)
 
     # -- rooms and products (PostgreSQL) --------------------------------------------------
 
@@ -388,7 +338,7 @@ class RoomService:
         if has_blocked_word(text, settings.get("blocked_words", [])):
             raise Invalid("blocked_word", "the comment contains a blocked word")
         comment_id = uuid.uuid4().hex[:16]
-        await self.admit_comment(room, actor.user, comment_id)
+        await self.comment_gate.admit(room, actor.user, comment_id)
         comment = {
             "id": comment_id,
             "user": actor.user,
@@ -398,25 +348,6 @@ class RoomService:
         return await self.log.publish(
             room, "comment", comment, lane=Lane.LOSSY, event_id=f"comment:{comment_id}"
         )
-
-    async def admit_comment(self, room: str, user: str, comment_id: str) -> None:
-        """Mute, slow mode and the rate limit, shared by every process through Redis. Counts the
-        attempt once per comment id, so a retried call is not counted twice."""
-        keys = self.log.keys(room)
-        reason, retry_ms = await self._comment_gate(
-            keys=[keys.muted, keys.state, keys.user("rate", user), keys.user("slow", user)],
-            args=[user, self.policy.per_window, self.policy.window_ms, comment_id],
-        )
-        reason = reason.decode() if isinstance(reason, bytes) else reason
-        if reason == "ok":
-            return
-        detail = {
-            "muted": "you are muted in this room",
-            "slow_mode": "slow mode is on: wait before commenting again",
-            "rate_limited": "too many comments: wait a moment",
-        }[reason]
-        refusal = Forbidden if reason == "muted" else Throttled
-        raise refusal(reason, detail, retry_after_s=int(retry_ms) / 1000)
 
     async def snapshot(self, room: str) -> dict[str, Any]:
         """Everything a viewer needs to draw the room now, with the log position to resume from:

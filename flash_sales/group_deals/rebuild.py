@@ -4,7 +4,7 @@ Redis can lose a pool (flushed, evicted) or take it back in time (a restart that
 writes, a restored snapshot, a failover to a lagging replica). The pool is then missing, or
 `stale` (its Redis run id changed), and refuses every change. A rebuild:
 1. fences the pool with a token of its own and a lease (a placeholder if it is missing);
-2. names a new pool in PostgreSQL (`GroupStore.take_over`, under the deal row's lock, only while
+2. names a new pool in PostgreSQL (takeover.py, under the deal row's lock, only while
    its fence is still its own): a write of the replaced pool still in flight commits before it,
    or is refused; then reads the deal, its forming groups and members, and what each buyer
    bought;
@@ -22,8 +22,10 @@ import asyncio
 import logging
 import secrets
 
+import asyncpg
+
 from flash_sales.group_deals.pool import GroupPool
-from flash_sales.group_deals.store import FenceLost, GroupStore, Taken
+from flash_sales.group_deals.takeover import FenceLost, Taken, take_over
 
 log = logging.getLogger("live.group_deals")
 
@@ -32,8 +34,8 @@ ATTEMPTS = 3
 
 
 class PoolRebuild:
-    def __init__(self, store: GroupStore, pool: GroupPool) -> None:
-        self.store = store
+    def __init__(self, pg: asyncpg.Pool, pool: GroupPool) -> None:
+        self.pg = pg
         self.pool = pool
         self._running: dict[int, asyncio.Task[bool]] = {}
         self.rebuilt = 0
@@ -63,7 +65,7 @@ class PoolRebuild:
                 return await self.pool.holds_fence(sale_id, token)
 
             try:
-                taken = await self.store.take_over(sale_id, token, still_fenced)
+                taken = await take_over(self.pg, sale_id, token, still_fenced)
             except FenceLost:
                 log.warning("group sale %s: rebuild outlived its fence; again", sale_id)
                 continue

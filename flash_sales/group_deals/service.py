@@ -73,7 +73,7 @@ class GroupDeals:
         self.store = GroupStore(pg)
         self.sales = SaleStore(pg)
         self.pool = GroupPool(client, prefix)
-        self.rebuilder = PoolRebuild(self.store, self.pool)
+        self.rebuilder = PoolRebuild(pg, self.pool)
         self.announcer = GroupAnnouncer(room_log)
         self.decider = Decider(self.store, self.pool, self.rebuilder, self.announcer)
         self._sale_of: dict[int, int] = {}  # group -> sale: never changes

@@ -3,7 +3,7 @@ and the orders of a formed group.
 
 Redis decides every start, join and leave (pool.py); each is written here before it is
 acknowledged, and only while the deal's `epoch` names the pool that decided it: a rebuild
-renews the epoch under the deal row's lock (`take_over`), while every write holds a share lock
+renews the epoch under the deal row's lock (takeover.py), while every write holds a share lock
 on that row, so a write of a replaced pool commits before the rebuild reads, or not at all
 (PoolReplaced). What Redis decided but was never acknowledged (its write failed: 503) may be
 lost by a rebuild, as it should.
@@ -17,26 +17,24 @@ and the group fails instead. Never a partial group.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
 import asyncpg
 
-from flash_sales.group_deals.model import DealConfig, Group, GroupDeal, GroupState, hold_id, ms
+from flash_sales.group_deals.model import DealConfig, Group, GroupDeal, GroupState, hold_id
+from flash_sales.group_deals.rows import DEAL, deal_of, group_of
 from flash_sales.model import Order, SaleState
 from flash_sales.outbox import ORDER_CREATED, Conn
 from flash_sales.referrals import referrer_sql
+from flash_sales.sale_rows import DUE, insert_sale
 from flash_sales.store import ORDER_COLUMNS, order_of
 
 
 class PoolReplaced(Exception):
     """The pool that decided this change was replaced by a rebuild: nothing was written."""
-
-
-class FenceLost(Exception):
-    """A rebuild's fence was no longer its own when it came to name its pool."""
 
 
 @dataclass(frozen=True)
@@ -57,43 +55,10 @@ class Failed:
     fresh: bool = True
 
 
-@dataclass(frozen=True)
-class Taken:
-    """What a rebuild restores: the deal, its forming groups with their members, and what each
-    buyer bought of it."""
-
-    deal: GroupDeal
-    groups: tuple[Group, ...]
-    bought: dict[str, int]
-
-
 _GUARDS: dict[str, Literal["sold_out", "limit"]] = {
     "sales_never_oversold": "sold_out",
     "sale_buyers_within_limit": "limit",
 }
-
-_DEAL = """
-SELECT s.id, s.room_id, s.product_id, s.price_cents, s.stock, s.sold, s.limit_per_buyer,
-       s.state, s.ends_at, d.group_price_cents, d.group_size, d.window_ms, d.epoch
-FROM sales s JOIN group_deals d ON d.sale_id = s.id
-"""
-
-
-def deal_of(row: asyncpg.Record) -> GroupDeal:
-    return GroupDeal(
-        sale_id=row["id"],
-        room=row["room_id"],
-        product_id=row["product_id"],
-        price_cents=row["price_cents"],
-        group_price_cents=row["group_price_cents"],
-        stock=row["stock"],
-        sold=row["sold"],
-        limit_per_buyer=row["limit_per_buyer"],
-        group_size=row["group_size"],
-        window_ms=row["window_ms"],
-        state=SaleState(row["state"]),
-        epoch=row["epoch"],
-    )
 
 
 def moment(ms_value: int) -> datetime:
@@ -114,12 +79,8 @@ class GroupStore:
     ) -> GroupDeal | None:
         """The new deal (scheduled), or None when the product is not in the room."""
         async with self.pg.acquire() as conn, conn.transaction():
-            sale_id = await conn.fetchval(
-                """INSERT INTO sales (room_id, product_id, price_cents, stock, limit_per_buyer,
-                                      hold_seconds, starts_at, ends_at, kind)
-                   SELECT $1, p.id, $3, $4, $5, $6, $7, $8, 'group' FROM products p
-                   WHERE p.id = $2 AND p.room_id = $1
-                   RETURNING id""",
+            sale = await insert_sale(
+                conn,
                 room,
                 product_id,
                 config.price_cents,
@@ -128,9 +89,11 @@ class GroupStore:
                 max(config.window_ms // 1000, 1),
                 starts_at,
                 ends_at,
+                kind="group",
             )
-            if sale_id is None:
+            if sale is None:
                 return None
+            sale_id = sale["id"]
             await conn.execute(
                 "INSERT INTO group_deals (sale_id, group_size, window_ms, group_price_cents) "
                 "VALUES ($1, $2, $3, $4)",
@@ -139,18 +102,18 @@ class GroupStore:
                 config.window_ms,
                 config.group_price_cents,
             )
-            row = await conn.fetchrow(_DEAL + "WHERE s.id = $1", sale_id)
+            row = await conn.fetchrow(DEAL + "WHERE s.id = $1", sale_id)
         assert row is not None
         return deal_of(row)
 
     async def deal(self, sale_id: int) -> GroupDeal | None:
-        row = await self.pg.fetchrow(_DEAL + "WHERE s.id = $1", sale_id)
+        row = await self.pg.fetchrow(DEAL + "WHERE s.id = $1", sale_id)
         return None if row is None else deal_of(row)
 
     async def deals_to_sweep(self) -> list[GroupDeal]:
         """The live deals, and any other with a group still forming in PostgreSQL."""
         rows = await self.pg.fetch(
-            _DEAL
+            DEAL
             + """WHERE s.state IN ('open', 'sold_out')
                     OR s.id IN (SELECT sale_id FROM groups WHERE state = 'forming')
                  ORDER BY s.id LIMIT 1000"""
@@ -159,12 +122,7 @@ class GroupStore:
 
     async def due(self) -> list[tuple[GroupDeal, SaleState]]:
         """Deals whose time has come, and the state to move each to."""
-        rows = await self.pg.fetch(
-            _DEAL
-            + """WHERE (s.state = 'scheduled' AND (s.starts_at <= now() OR s.ends_at <= now()))
-                    OR (s.state IN ('open', 'sold_out') AND s.ends_at <= now())
-                 LIMIT 100"""
-        )
+        rows = await self.pg.fetch(f"{DEAL} WHERE {DUE} LIMIT 100")
         due = []
         for row in rows:
             deal = deal_of(row)
@@ -412,7 +370,7 @@ class GroupStore:
                WHERE g.id = $1 GROUP BY g.id""",
             group_id,
         )
-        return None if row is None else _group_of(row)
+        return None if row is None else group_of(row)
 
     async def forming_past(self, sale_id: int, grace_s: float) -> list[int]:
         """Groups still forming here whose window closed more than `grace_s` ago."""
@@ -423,39 +381,6 @@ class GroupStore:
             grace_s,
         )
         return [r["id"] for r in rows]
-
-    async def take_over(
-        self, sale_id: int, token: str, still_fenced: Callable[[], Awaitable[bool]]
-    ) -> Taken:
-        """Name the pool `token` (under the deal row's lock: writes of the replaced pool commit
-        before, or never) and read what the rebuild restores. Raises FenceLost when the
-        rebuild's fence is gone by then."""
-        async with self.pg.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE group_deals SET epoch = $2 WHERE sale_id = $1", sale_id, token
-            )
-            if not await still_fenced():
-                raise FenceLost(f"group sale {sale_id}: the rebuild's fence is gone")
-            row = await conn.fetchrow(_DEAL + "WHERE s.id = $1", sale_id)
-            if row is None:
-                raise LookupError(f"no group sale {sale_id}")
-            deal = deal_of(row)
-            rows = await conn.fetch(
-                """SELECT g.id, g.sale_id, g.size, g.state, g.starter_id, g.closes_at,
-                          array_agg(m.buyer_id ORDER BY m.joined_at, m.buyer_id) AS members
-                   FROM groups g JOIN group_members m ON m.group_id = g.id
-                   WHERE g.sale_id = $1 AND g.state = 'forming'
-                   GROUP BY g.id ORDER BY g.id""",
-                sale_id,
-            )
-            bought = await conn.fetch(
-                "SELECT buyer_id, bought FROM sale_buyers WHERE sale_id = $1", sale_id
-            )
-        return Taken(
-            deal,
-            tuple(_group_of(r) for r in rows),
-            {r["buyer_id"]: r["bought"] for r in bought},
-        )
 
     async def figures(self, sale_id: int) -> dict[str, int]:
         row = await self.pg.fetchrow(
@@ -470,15 +395,3 @@ class GroupStore:
             "revenue_cents": int(row["revenue"]),
             "groups_formed": int(row["groups"]),
         }
-
-
-def _group_of(row: asyncpg.Record) -> Group:
-    return Group(
-        id=row["id"],
-        sale_id=row["sale_id"],
-        size=row["size"],
-        state=GroupState(row["state"]),
-        members=tuple(row["members"]),
-        closes_at_ms=ms(row["closes_at"]),
-        starter=row["starter_id"],
-    )

@@ -15,7 +15,7 @@ from flash_sales.webhooks.addresses import check_public_url
 from flash_sales.webhooks.endpoints import check_secrets, check_url
 from rooms.actors import Action, Actor, authorize
 from rooms.errors import Conflict, not_found
-from rooms.service import check_room_id
+from rooms.rules import check_room_id
 
 MAX_PER_ROOM = 10
 _COLUMNS = "id, room_id, url, cardinality(secrets) AS secrets, created_at, updated_at"

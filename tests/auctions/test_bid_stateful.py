@@ -10,20 +10,16 @@ read just before and after the call."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 from bid_model import ModelAuction
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from script_machine import ScriptMachine, run_machine
 
 from flash_sales.auctions.book import AuctionBook, BidAnswer
 from flash_sales.auctions.model import config_of
-from live.redis_client import open_redis
 
-T = TypeVar("T")
 BIDDERS = ("ann", "bob", "cy")
 KEYS = ("k1", "k2", "k3")
 CONFIG = config_of(
@@ -42,19 +38,14 @@ LEFT_MS = (30_000, 5_000, -2_000)
 
 
 def machine(redis_url: str, prefix: str) -> type[RuleBasedStateMachine]:
-    class Bids(RuleBasedStateMachine):
+    class Bids(ScriptMachine):
         def __init__(self) -> None:
-            super().__init__()
-            self.loop = asyncio.new_event_loop()
-            self.client = open_redis(redis_url, 10)
+            super().__init__(redis_url)
             self.book = AuctionBook(self.client, prefix)
             self.auction = Bids.next_id = getattr(Bids, "next_id", 0) + 1
             live = self.run(self.book.open(self.auction, CONFIG, "epoch"))
             assert live.code == "opened"
             self.model = ModelAuction(CONFIG, ends_at=live.ends_at_ms)
-
-        def run(self, coro: Coroutine[Any, Any, T]) -> T:
-            return self.loop.run_until_complete(asyncio.wait_for(coro, 30))
 
         async def _now(self) -> int:
             seconds, micros = await self.client.time()
@@ -65,8 +56,7 @@ def machine(redis_url: str, prefix: str) -> type[RuleBasedStateMachine]:
 
         def teardown(self) -> None:
             self.run(self.book.drop(self.auction))
-            self.run(self.client.aclose())
-            self.loop.close()
+            super().teardown()
 
         @rule(
             bidder=st.sampled_from(BIDDERS),
@@ -143,12 +133,4 @@ def machine(redis_url: str, prefix: str) -> type[RuleBasedStateMachine]:
 
 
 def test_the_bid_script_agrees_with_the_model(redis_url: str, namespace: str) -> None:
-    run_state_machine_as_test(
-        machine(redis_url, namespace),
-        settings=settings(
-            max_examples=60,
-            stateful_step_count=40,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_machine(machine(redis_url, namespace))

@@ -1,7 +1,7 @@
-"""What the edge tests share: tokens of every kind of actor, a world of two rooms with an open
-sale each and holds of known buyers (made through the HTTP API of the served app), the routes
-read from the app itself, the JSON error shape, and a WebSocket client that answers each message
-with the frame that answers it. (Not a conftest.py: see scripts/check.)"""
+"""What the edge tests share: tokens of every kind of actor, an HTTP client of the served app, a
+world of two rooms with an open sale each and holds of known buyers (made through its HTTP API),
+the routes read from the app itself, the JSON error shape, and a WebSocket client that answers
+each message with the frame that answers it. (Not a conftest.py: see scripts/check.)"""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -17,7 +17,9 @@ from urllib.parse import urlencode
 
 import httpx
 import jwt
+import pytest
 from hypothesis import strategies as st
+from serve_kit import Served
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from websockets.asyncio.client import ClientConnection, connect
@@ -132,6 +134,13 @@ class World:
     auctions: dict[str, int] = field(default_factory=dict)  # room -> open auction id
     group_sales: dict[str, int] = field(default_factory=dict)  # room -> open group deal id
     groups: dict[str, int] = field(default_factory=dict)  # room -> a forming group (of STARTER)
+
+
+@pytest.fixture
+async def client(served: Served) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the served app."""
+    async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
+        yield http
 
 
 async def check(response: httpx.Response, status: int) -> dict[str, Any]:

@@ -4,30 +4,37 @@ draws them (odd ids, tokens, headers and bodies), is sent to the served app and 
 uvicorn server on the Starlette stack behind its fast lane (same app, same services), and both
 answers must have the same status, headers (but `date`) and body. The second is sent right
 after the first with the same Idempotency-Key, so a reserve or confirm that succeeded is
-answered again as a replay, which the domain answers as it did the first time."""
+answered again as a replay, which the domain answers as it did the first time. The room
+WebSocket, which the fast lane serves too, is opened on both with the same paths and tokens:
+the same frames' types and the same close (or refused handshake)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 import uvicorn
-from edge_kit import make_world, weighted
-from http_fuzz_kit import ROUTES, Req, Resolver, bodies, header_text, segment
+from edge_kit import ROOM_A, make_world, token, weighted
+from http_fuzz_bodies import bodies
+from http_fuzz_kit import ROUTES, Req, Resolver, header_text, segment
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from serve_kit import Served
 from starlette.types import Receive, Scope, Send
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway.fast_lane import FastLane
 from gateway.http_sales import BURST_PATHS, CONFIRM, RESERVE
 from live.embedded import free_port
 from live.settings import Settings
+from rooms.actors import Role
 
 HOT = [route for route in ROUTES if route.path in BURST_PATHS]
 
@@ -143,3 +150,48 @@ async def _close() -> AsyncIterator[None]:
     for found in PAIRS.values():
         await found.stack.aclose()
     PAIRS.clear()
+
+
+async def socket_outcome(base: str, path: str) -> tuple[object, ...]:
+    """What a client sees of the room WebSocket at `path`: the types of the frames up to the
+    snapshot and the close code, or the refused handshake's status."""
+    url = base.replace("http://", "ws://") + path
+    try:
+        async with connect(url, open_timeout=10, close_timeout=5) as ws:
+            types: list[str] = []
+            try:
+                async with asyncio.timeout(10):
+                    while "snapshot" not in types:
+                        types.append(json.loads(await ws.recv())["type"])
+            except ConnectionClosed as closed:
+                return (*types, closed.rcvd.code if closed.rcvd else None)
+            return tuple(types)
+    except InvalidStatus as refused:
+        return ("refused", refused.response.status_code)
+
+
+async def test_the_room_websocket_is_served_as_by_the_starlette_route(
+    served: Served, settings: Settings
+) -> None:
+    lane = served.app.middleware_stack
+    assert isinstance(lane, FastLane) and [r.path for r in lane.sockets] == ["/ws/rooms/{room}"]
+    both = await pair(served, settings)
+    viewer = token(settings, "ann", Role.VIEWER, ROOM_A)
+    other_room = token(settings, "ann", Role.VIEWER, "elsewhere")
+    paths = [
+        f"/ws/rooms/{ROOM_A}?token={viewer}",
+        f"/ws/rooms/{ROOM_A}",
+        f"/ws/rooms/{ROOM_A}?token={other_room}",
+        f"/ws/rooms/{ROOM_A}?token=not-a-token",
+        "/ws/rooms/no-such-room",
+        f"/ws/rooms/{ROOM_A}/extra",
+        "/ws/rooms/",
+    ]
+    outcomes = []
+    for path in paths:
+        fast = await socket_outcome(served.url, path)
+        plain = await socket_outcome(str(both.plain.base_url), path)
+        assert fast == plain, path
+        outcomes.append(fast)
+    assert outcomes[0] == ("welcome", "snapshot")
+    assert outcomes[-1] == ("refused", 403)  # no such route: Starlette's router refuses it

@@ -6,38 +6,31 @@ every step, and the stock invariant: stock = remaining + held + filling + sold."
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 from group_model import ModelPool
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
     rule,
-    run_state_machine_as_test,
 )
+from script_machine import ScriptMachine, run_machine
 
 from flash_sales.group_deals.model import GroupState
 from flash_sales.group_deals.pool import GroupPool
-from live.redis_client import open_redis
 
-T = TypeVar("T")
 BUYERS = ("ann", "bob", "cy", "dee", "eve")
 STOCK, SIZE, LIMIT = 7, 3, 2
 WINDOW_MS = 3_600_000
 
 
 def machine(redis_url: str, prefix: str) -> type[RuleBasedStateMachine]:
-    class Groups(RuleBasedStateMachine):
+    class Groups(ScriptMachine):
         def __init__(self) -> None:
-            super().__init__()
-            self.loop = asyncio.new_event_loop()
-            self.client = open_redis(redis_url, 10)
+            super().__init__(redis_url)
             self.pool = GroupPool(self.client, prefix)
             self.sale = Groups.next_id = getattr(Groups, "next_id", 0) + 1
             opened = self.run(self.pool.open(self.sale, STOCK, SIZE, WINDOW_MS, LIMIT, "e1", 0))
@@ -45,13 +38,9 @@ def machine(redis_url: str, prefix: str) -> type[RuleBasedStateMachine]:
             self.model = ModelPool(STOCK, SIZE, LIMIT)
             self.next_gid = 1
 
-        def run(self, call: Awaitable[T]) -> T:
-            return self.loop.run_until_complete(asyncio.wait_for(call, 30))
-
         def teardown(self) -> None:
             self.run(self.client.delete(*self.pool.keys(self.sale).all))
-            self.run(self.client.aclose())
-            self.loop.close()
+            super().teardown()
 
         def known(self, index: int) -> int:
             """One of the groups made so far (or one never made, when there is none)."""
@@ -168,12 +157,4 @@ def machine(redis_url: str, prefix: str) -> type[RuleBasedStateMachine]:
 
 
 def test_the_group_scripts_agree_with_the_model(redis_url: str, namespace: str) -> None:
-    run_state_machine_as_test(
-        machine(redis_url, namespace),
-        settings=settings(
-            max_examples=60,
-            stateful_step_count=40,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_machine(machine(redis_url, namespace))

@@ -13,35 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
-from typing import Any, TypeVar
 
+from hold_machine import HoldMachine, ModelHold
 from hypothesis import event
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    invariant,
-    precondition,
-    rule,
-)
-from lock_helpers import (
-    LEASE_S,
-    LoopThread,
-    gather,
-    id_parts,
-    new_pool,
-    run_lock_machine,
-    server_ms,
-    wait_until_ms,
-)
+from hypothesis.stateful import invariant, precondition, rule
+from lock_helpers import LEASE_S, gather, id_parts, run_lock_machine, wait_until_ms
 
 from inventory_lock import (
     Adopted,
     CheckReport,
     Hold,
     HoldState,
-    InventoryLock,
     OrderFact,
     PoolChange,
     PoolReason,
@@ -50,13 +33,10 @@ from inventory_lock import (
     ReserveRequest,
     ReserveResult,
     Snapshot,
-    Transition,
     TransitionReason,
 )
 from inventory_lock.codec import text
-from inventory_lock.scripts import Client
 
-T = TypeVar("T")
 STOCK, LIMIT, HOLD_MS = 8, 3, 30
 COUNTED = (HoldState.HELD, HoldState.CONFIRMING, HoldState.CONFIRMED)
 BUYERS = ("ann", "bob", "cy", "dee")
@@ -69,26 +49,12 @@ SHORT_LEASE_S = 0.02  # a fence whose repairer died: the `lapse` rule waits for 
 OTHER_RUN = "0" * 40  # the run id before a restart, as the `restart` rule writes it
 
 
-@dataclass
-class ModelHold:
-    id: str
-    buyer: str
-    qty: int
-    expires_at_ms: int
-    state: HoldState
-
-
-class PoolMachine(RuleBasedStateMachine):
-    runner: LoopThread
-    client: Client
-    lock: InventoryLock
+class PoolMachine(HoldMachine):
+    counting = COUNTED
+    expiring = (HoldState.HELD,)
 
     def __init__(self) -> None:
-        super().__init__()
-        self.pool = new_pool("sm")
-        self.holds: dict[str, ModelHold] = {}
-        self.by_key: dict[tuple[str, str], str] = {}
-        self.closed = False
+        super().__init__("sm", STOCK, LIMIT, HOLD_MS)
         # The pool's repair state: the token of the last fence (None once unfenced), whether its
         # lease still runs, whether it was made under the server's run, and whether the pool was
         # brought up to date under the server's run.
@@ -98,8 +64,6 @@ class PoolMachine(RuleBasedStateMachine):
         self.pool_of_this_run = True
         self.last_seq = 0
         self.orders = 0
-        self.steps = 0
-        assert self.runner.run(self.lock.load(self.pool, STOCK, LIMIT, HOLD_MS / 1000)).ok
 
     # -- model ---------------------------------------------------------------------------------
 
@@ -109,19 +73,6 @@ class PoolMachine(RuleBasedStateMachine):
         if self.fence_token is not None:
             return "fenced" if self.lease_runs and self.fence_of_this_run else "stale"
         return "ok" if self.pool_of_this_run else "stale"
-
-    def counted(self, buyer: str | None = None) -> int:
-        return sum(
-            h.qty
-            for h in self.holds.values()
-            if h.state in COUNTED and (buyer is None or h.buyer == buyer)
-        )
-
-    def timed(self, coro: Coroutine[Any, Any, T]) -> tuple[int, T, int]:
-        """The call's result between two readings of the server clock."""
-        before = self.runner.run(server_ms(self.client))
-        result = self.runner.run(coro)
-        return before, result, self.runner.run(server_ms(self.client))
 
     def sync_expiries(self, before: int, after: int, reclaims_all: bool) -> list[ModelHold]:
         """Holds the call expired; when it reclaims all due holds, none due at `before` is left."""
@@ -139,32 +90,11 @@ class PoolMachine(RuleBasedStateMachine):
                 assert not reclaims_all or h.expires_at_ms > before, "due hold not reclaimed"
         return expired
 
-    def expect(self, h: ModelHold, result: Transition, ok: bool, state: HoldState) -> None:
-        reason = None if ok else TransitionReason.WRONG_STATE
-        if not ok and h.state is HoldState.EXPIRED:
-            reason = TransitionReason.EXPIRED
-        assert (result.ok, result.reason, result.state) == (ok, reason, state), (h, result)
-        h.state = state
-
-    def expect_expiry_race(
-        self, h: ModelHold, result: Transition, before: int, after: int, success: HoldState
-    ) -> None:
-        """A held hold: it moves to `success` unless it was due when the script ran."""
-        if result.ok:
-            assert h.expires_at_ms > before, "acted on a hold that was already due"
-            self.expect(h, result, True, success)
-        else:
-            assert h.expires_at_ms <= after, "refused a hold that was not due yet"
-            h.state = HoldState.EXPIRED
-            self.expect(h, result, False, HoldState.EXPIRED)
-
     def pick(self, index: int) -> ModelHold | None:
-        """A hold by a drawn index. What is drawn must not depend on outcomes (they depend on
-        the clock) or hypothesis cannot replay an example, hence no preconditions on holds."""
+        """As HoldMachine.pick; with no hold yet, the drawn call is made with unknown ids."""
         if not self.holds:
             self.unknown_hold()
-            return None
-        return self.holds[sorted(self.holds)[index % len(self.holds)]]
+        return super().pick(index)
 
     # -- rules ---------------------------------------------------------------------------------
 
@@ -241,24 +171,8 @@ class PoolMachine(RuleBasedStateMachine):
         if h is None:
             return
         before, result, after = self.timed(self.lock.begin_confirm(h.id))
-        if h.state is HoldState.HELD:
-            self.expect_expiry_race(h, result, before, after, HoldState.CONFIRMING)
-        elif h.state in (HoldState.CONFIRMING, HoldState.CONFIRMED):
-            self.expect(h, result, True, h.state)
-        else:
-            self.expect(h, result, False, h.state)
+        self.expect_begin_confirm(h, result, before, after)
         self.sync_expiries(before, after, reclaims_all=False)
-
-    @rule(index=st.integers(0, 29))
-    def finish_confirm(self, index: int) -> None:
-        h = self.pick(index)
-        if h is None:
-            return
-        result = self.runner.run(self.lock.finish_confirm(h.id))
-        if h.state in (HoldState.CONFIRMING, HoldState.CONFIRMED):
-            self.expect(h, result, True, HoldState.CONFIRMED)
-        else:
-            self.expect(h, result, False, h.state)
 
     @rule(index=st.integers(0, 29), release=st.booleans())
     def abort_confirm(self, index: int, release: bool) -> None:
@@ -266,11 +180,7 @@ class PoolMachine(RuleBasedStateMachine):
         if h is None:
             return
         result = self.runner.run(self.lock.abort_confirm(h.id, release))
-        target = HoldState.RELEASED if release else HoldState.HELD
-        if h.state in (HoldState.CONFIRMING, target):
-            self.expect(h, result, True, target)
-        else:
-            self.expect(h, result, False, h.state)
+        self.expect_abort_confirm(h, result, release)
 
     @rule(index=st.integers(0, 29))
     def cancel(self, index: int) -> None:
@@ -278,10 +188,7 @@ class PoolMachine(RuleBasedStateMachine):
         if h is None:
             return
         before, result, after = self.timed(self.lock.cancel(h.id))
-        if h.state is HoldState.HELD:
-            self.expect_expiry_race(h, result, before, after, HoldState.RELEASED)
-        else:
-            self.expect(h, result, h.state is HoldState.RELEASED, h.state)
+        self.expect_cancel(h, result, before, after)
         self.sync_expiries(before, after, reclaims_all=False)
 
     @rule()
@@ -448,9 +355,6 @@ class PoolMachine(RuleBasedStateMachine):
 
     async def check_and_snapshot(self) -> tuple[CheckReport | None, Snapshot | None]:
         return await asyncio.gather(self.lock.check(self.pool), self.lock.snapshot(self.pool))
-
-    def teardown(self) -> None:
-        self.runner.run(self.lock.drop(self.pool))
 
 
 def test_random_interleavings_keep_the_invariant(backend: tuple[str, str], namespace: str) -> None:

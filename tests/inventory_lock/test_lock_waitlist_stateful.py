@@ -13,82 +13,43 @@ while anyone waits, nothing is left in stock.
 from __future__ import annotations
 
 import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
-from typing import Any, TypeVar
 
+from hold_machine import HoldMachine, ModelHold
 from hypothesis import event
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    invariant,
-    precondition,
-    rule,
-)
-from lock_helpers import LoopThread, id_parts, new_pool, run_lock_machine, server_ms
+from hypothesis.stateful import invariant, precondition, rule
+from lock_helpers import id_parts, run_lock_machine
 
 from inventory_lock import (
     Hold,
     HoldRecord,
     HoldState,
-    InventoryLock,
     Rejection,
     RejectReason,
-    Transition,
     Waiting,
     WaitReason,
 )
 from inventory_lock.codec import record, text
-from inventory_lock.scripts import Client
 
-T = TypeVar("T")
 STOCK, LIMIT, HOLD_MS, MAX_WAITING = 3, 2, 100, 4
 COUNTED = (HoldState.HELD, HoldState.OFFERED, HoldState.CONFIRMING, HoldState.CONFIRMED)
 EXPIRING = (HoldState.HELD, HoldState.OFFERED)
 BUYERS = ("ann", "bob", "cy", "dee", "eve")
 
 
-@dataclass
-class ModelHold:
-    id: str
-    buyer: str
-    qty: int
-    expires_at_ms: int
-    state: HoldState
-
-
-class WaitlistMachine(RuleBasedStateMachine):
-    runner: LoopThread
-    client: Client
-    lock: InventoryLock
+class WaitlistMachine(HoldMachine):
+    counting = COUNTED
+    expiring = EXPIRING
 
     def __init__(self) -> None:
-        super().__init__()
-        self.pool = new_pool("ws")
-        self.holds: dict[str, ModelHold] = {}
-        self.by_key: dict[tuple[str, str], str] = {}
+        super().__init__("ws", STOCK, LIMIT, HOLD_MS)
         self.queue: list[str] = []
         self.taken: set[str] = set()  # offers handed out by take_offers
-        self.closed = False
-        self.steps = 0
-        assert self.runner.run(self.lock.load(self.pool, STOCK, LIMIT, HOLD_MS / 1000)).ok
 
     # -- model ---------------------------------------------------------------------------------
 
-    def counted(self, buyer: str | None = None) -> int:
-        return sum(
-            h.qty
-            for h in self.holds.values()
-            if h.state in COUNTED and (buyer is None or h.buyer == buyer)
-        )
-
     def remaining(self) -> int:
         return STOCK - self.counted()
-
-    def timed(self, coro: Coroutine[Any, Any, T]) -> tuple[int, T, int]:
-        before = self.runner.run(server_ms(self.client))
-        result = self.runner.run(coro)
-        return before, result, self.runner.run(server_ms(self.client))
 
     async def records(self) -> tuple[list[HoldRecord], list[str]]:
         keys = self.lock.keys(self.pool)
@@ -134,30 +95,6 @@ class WaitlistMachine(RuleBasedStateMachine):
 
     def counts(self) -> dict[str, int]:
         return {buyer: self.counted(buyer) for buyer in BUYERS}
-
-    def pick(self, index: int) -> ModelHold | None:
-        if not self.holds:
-            return None
-        return self.holds[sorted(self.holds)[index % len(self.holds)]]
-
-    def expect(self, h: ModelHold, result: Transition, ok: bool, state: HoldState) -> None:
-        reason = None if ok else "wrong_state"
-        if not ok and h.state is HoldState.EXPIRED:
-            reason = "expired"
-        got = (result.ok, result.reason.value if result.reason else None, result.state)
-        assert got == (ok, reason, state), (h, result)
-        h.state = state
-
-    def expect_expiry_race(
-        self, h: ModelHold, result: Transition, before: int, after: int, success: HoldState
-    ) -> None:
-        if result.ok:
-            assert h.expires_at_ms > before, "acted on a hold that was already due"
-            self.expect(h, result, True, success)
-        else:
-            assert h.expires_at_ms <= after, "refused a hold that was not due yet"
-            h.state = HoldState.EXPIRED
-            self.expect(h, result, False, HoldState.EXPIRED)
 
     # -- rules ---------------------------------------------------------------------------------
 
@@ -232,10 +169,7 @@ class WaitlistMachine(RuleBasedStateMachine):
             return
         counted_before = self.counts()
         before, result, after = self.timed(self.lock.cancel(h.id))
-        if h.state in EXPIRING:
-            self.expect_expiry_race(h, result, before, after, HoldState.RELEASED)
-        else:
-            self.expect(h, result, h.state is HoldState.RELEASED, h.state)
+        self.expect_cancel(h, result, before, after)
         self.observe(before, after, counted_before)
 
     @rule(index=st.integers(0, 29))
@@ -245,24 +179,8 @@ class WaitlistMachine(RuleBasedStateMachine):
             return
         counted_before = self.counts()
         before, result, after = self.timed(self.lock.begin_confirm(h.id))
-        if h.state in EXPIRING:
-            self.expect_expiry_race(h, result, before, after, HoldState.CONFIRMING)
-        elif h.state in (HoldState.CONFIRMING, HoldState.CONFIRMED):
-            self.expect(h, result, True, h.state)
-        else:
-            self.expect(h, result, False, h.state)
+        self.expect_begin_confirm(h, result, before, after)
         self.observe(before, after, counted_before)
-
-    @rule(index=st.integers(0, 29))
-    def finish_confirm(self, index: int) -> None:
-        h = self.pick(index)
-        if h is None:
-            return
-        result = self.runner.run(self.lock.finish_confirm(h.id))
-        if h.state in (HoldState.CONFIRMING, HoldState.CONFIRMED):
-            self.expect(h, result, True, HoldState.CONFIRMED)
-        else:
-            self.expect(h, result, False, h.state)
 
     @rule(index=st.integers(0, 29), release=st.booleans())
     def abort_confirm(self, index: int, release: bool) -> None:
@@ -271,11 +189,7 @@ class WaitlistMachine(RuleBasedStateMachine):
             return
         counted_before = self.counts()
         before, result, after = self.timed(self.lock.abort_confirm(h.id, release))
-        target = HoldState.RELEASED if release else HoldState.HELD
-        if h.state in (HoldState.CONFIRMING, target):
-            self.expect(h, result, True, target)
-        else:
-            self.expect(h, result, False, h.state)
+        self.expect_abort_confirm(h, result, release)
         self.observe(before, after, counted_before)
 
     @rule()
@@ -322,9 +236,6 @@ class WaitlistMachine(RuleBasedStateMachine):
         assert snapshot.waiting == len(self.queue) == report.waiting
         if self.queue and not self.closed:
             assert snapshot.remaining <= 0, "stock left while buyers wait"
-
-    def teardown(self) -> None:
-        self.runner.run(self.lock.drop(self.pool))
 
 
 def test_random_interleavings_with_a_waitlist(backend: tuple[str, str], namespace: str) -> None:

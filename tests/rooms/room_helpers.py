@@ -1,18 +1,21 @@
-"""Helpers of the rooms tests: tokens, a room created through the API, and a second app server on
-the same Redis and PostgreSQL. (Not a conftest.py: mypy and pytest's default
-import mode would see two top-level modules named `conftest`.)"""
+"""Helpers of the rooms tests: tokens, a room created through the API, the fixtures and checks of
+the API tests, and a second app server on the same Redis and PostgreSQL. (Not a conftest.py: mypy
+and pytest's default import mode would see two top-level modules named `conftest`.)"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
 import jwt
+import pytest
+import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from serve_kit import serve_app
 
@@ -21,6 +24,7 @@ from live import services
 from live.redis_client import RedisClient, open_redis
 from live.settings import Settings
 from rooms.actors import Role
+from rooms.log import RoomLog
 from rooms.service import RoomService
 
 
@@ -74,6 +78,55 @@ async def create_room(
     )
     assert product.status_code == 201, product.text
     return Room(room, host, tokens(Role.VIEWER, room, "viewer-1"), product.json())
+
+
+@pytest.fixture
+def tokens(settings: Settings) -> Tokens:
+    return Tokens(settings.jwt_secret)
+
+
+@pytest.fixture
+async def api(server: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def room(api: httpx.AsyncClient, tokens: Tokens) -> Room:
+    return await create_room(api, tokens)
+
+
+@pytest.fixture
+def room_log(redis: aioredis.Redis, settings: Settings) -> RoomLog:
+    return RoomLog(redis, settings.redis_prefix)
+
+
+async def snapshot(api: httpx.AsyncClient, room: Room) -> dict[str, Any]:
+    response = await api.get(f"/api/rooms/{room.id}", headers=bearer(room.viewer))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def last_event(room_log: RoomLog, room: str) -> dict[str, Any]:
+    raw = await room_log.client.xrevrange(room_log.keys(room).log, count=1)
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], raw)
+    event: dict[str, Any] = json.loads(entries[0][1][b"e"])
+    return event
+
+
+async def comment(
+    api: httpx.AsyncClient, token: str, text: str, room: str = "r1"
+) -> httpx.Response:
+    return await api.post(f"/api/rooms/{room}/comments", json={"text": text}, headers=bearer(token))
+
+
+def assert_error(response: httpx.Response, status: int, code: str, context: str = "") -> None:
+    assert response.status_code == status, f"{context}: {response.status_code} {response.text}"
+    body = response.json()
+    assert set(body) == {"error", "detail"}, context
+    assert body["error"] == code, f"{context}: {body}"
+    assert isinstance(body["detail"], str) and body["detail"], context
 
 
 @contextlib.asynccontextmanager

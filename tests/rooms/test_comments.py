@@ -10,7 +10,19 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from room_helpers import Room, Tokens, bearer, create_room, pg_pool, room_service, serve
+from room_helpers import (
+    Room,
+    Tokens,
+    api,
+    bearer,
+    comment,
+    create_room,
+    pg_pool,
+    room_log,
+    room_service,
+    serve,
+    tokens,
+)
 
 from live.redis_client import open_redis
 from live.settings import Settings
@@ -18,32 +30,12 @@ from rooms.actors import Actor, Role
 from rooms.errors import Throttled
 from rooms.log import RoomLog
 
-
-@pytest.fixture
-def tokens(settings: Settings) -> Tokens:
-    return Tokens(settings.jwt_secret)
-
-
-@pytest.fixture
-async def api(server: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server, timeout=10) as client:
-        yield client
+__all__ = ["api", "room_log", "tokens"]  # the fixtures, used by name
 
 
 @pytest.fixture
 async def room(api: httpx.AsyncClient, tokens: Tokens) -> Room:
     return await create_room(api, tokens, settings={"blocked_words": ["spam", "Buy now"]})
-
-
-@pytest.fixture
-def room_log(redis: aioredis.Redis, settings: Settings) -> RoomLog:
-    return RoomLog(redis, settings.redis_prefix)
-
-
-async def comment(
-    api: httpx.AsyncClient, token: str, text: str, room: str = "r1"
-) -> httpx.Response:
-    return await api.post(f"/api/rooms/{room}/comments", json={"text": text}, headers=bearer(token))
 
 
 def assert_refused(response: httpx.Response, status: int, code: str) -> None:
@@ -159,12 +151,12 @@ async def test_a_retried_admission_is_counted_once(
 ) -> None:
     """redis-py replays a script after a timeout: the replay must not use up the limit."""
     service = room_service(pg, redis, settings.redis_prefix, per_window=2)
-    await service.admit_comment("r1", "u1", "c-1")
-    await service.admit_comment("r1", "u1", "c-1")  # the replay
-    await service.admit_comment("r1", "u1", "c-2")
+    await service.comment_gate.admit("r1", "u1", "c-1")
+    await service.comment_gate.admit("r1", "u1", "c-1")  # the replay
+    await service.comment_gate.admit("r1", "u1", "c-2")
     with pytest.raises(Throttled, match="too many"):
-        await service.admit_comment("r1", "u1", "c-3")
-    await service.admit_comment("r1", "u1", "c-2")  # a replay is still answered "ok"
+        await service.comment_gate.admit("r1", "u1", "c-3")
+    await service.comment_gate.admit("r1", "u1", "c-2")  # a replay is still answered "ok"
 
 
 async def test_slow_mode_spaces_each_users_comments(

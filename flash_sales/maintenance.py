@@ -60,6 +60,9 @@ class SaleMaintenance:
                 log.warning("sale %s: ended, but its pool was open; closed now", ended.id)
                 await self.lifecycle.finish_end(ended)
         self.pools = [sale.pool for sale in sales] + kept
+        live = {sale.id for sale in sales}
+        for sale_id in [s for s in self.repair.unfinished if s not in live]:
+            del self.repair.unfinished[sale_id]  # an ended sale needs no repair
         for sale in sales:
             try:
                 await self._check(sale)
@@ -76,8 +79,8 @@ class SaleMaintenance:
             await self.repair.repair(sale, "stale")
         elif snap.fenced:
             # A repair is running (in some process; its lease covers its death), or this
-            # process's own ended without unfencing (its store failed): that one is done again.
-            if sale.id in self.repair.unfinished:
+            # process's own was interrupted and left its fence: that one is done again.
+            if await self.repair.left_fenced(sale):
                 await self.repair.repair(sale, "stale")
         elif sale.sold > snap.confirmed + snap.confirming:
             log.error(

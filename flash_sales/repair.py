@@ -45,7 +45,9 @@ class PoolRepair:
         self.lock = lock
         self.announcer = announcer
         self._running: dict[int, asyncio.Task[bool]] = {}
-        self.unfinished: set[int] = set()  # sales whose last repair here ended without unfencing
+        # sale -> the fence token of this process's last repair of it, when a failing store
+        # interrupted that repair after it fenced the pool (see `left_fenced`)
+        self.unfinished: dict[int, str] = {}
 
     async def repair(self, sale: Sale, reason: str, *, wait_s: float | None = None) -> bool:
         """Bring the pool up to PostgreSQL; True when it is whole again, False when it is not
@@ -68,31 +70,37 @@ class PoolRepair:
             log.warning("sale %s: repair failed: %r", sale_id, task.exception())
 
     async def _repair(self, sale: Sale, reason: str) -> bool:
-        """Up to REPAIR_ATTEMPTS repairs, until one unfences the pool. A store that fails half
-        way (Redis restarting again, PostgreSQL briefly away) is tried again after a pause: its
-        pool stays fenced meanwhile, and nothing else in this process would repair it before
-        the lease ends. Should the last attempt fail too, the pool is remembered as `unfinished`
-        for the maintenance sweep to repair again."""
-        try:
-            for attempt in range(REPAIR_ATTEMPTS):
-                try:
-                    if await self._repair_once(sale, reason):
-                        self.unfinished.discard(sale.id)
-                        return True
-                except STORAGE_ERRORS as exc:
-                    if attempt == REPAIR_ATTEMPTS - 1:
-                        raise
-                    log.warning("sale %s: repair interrupted, trying again: %r", sale.id, exc)
-                    await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))
-                reason = "stale"  # Redis restarted during the repair: what it wrote may be lost
-        except BaseException:
-            self.unfinished.add(sale.id)
-            raise
-        self.unfinished.add(sale.id)
+        """Up to REPAIR_ATTEMPTS repairs, until one unfences the pool. One that a failing store
+        (Redis restarting again, PostgreSQL briefly away) interrupts after it fenced the pool is
+        tried again after a pause: nothing else would lift its fence before the lease ends.
+        Should the last attempt be interrupted too, its token is kept in `unfinished` for the
+        maintenance sweep, which repairs again while the pool still bears that fence (and never
+        takes over a fence another repair set since)."""
+        self.unfinished.pop(sale.id, None)
+        for attempt in range(REPAIR_ATTEMPTS):
+            token = secrets.token_hex(8)
+            try:
+                if await self._repair_once(sale, reason, token):
+                    return True
+            except STORAGE_ERRORS as exc:
+                if attempt == REPAIR_ATTEMPTS - 1:
+                    self.unfinished[sale.id] = token
+                    raise
+                log.warning("sale %s: repair interrupted, trying again: %r", sale.id, exc)
+                await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))
+            reason = "stale"  # Redis restarted during the repair: what it wrote may be lost
         return False
 
-    async def _repair_once(self, sale: Sale, reason: str) -> bool:
-        token = secrets.token_hex(8)
+    async def left_fenced(self, sale: Sale) -> bool:
+        """Whether this process's last repair of the sale was interrupted and its fence is
+        still on the pool; forgets the repair otherwise."""
+        token = self.unfinished.get(sale.id)
+        if token is not None and await self.lock.fenced_by(sale.pool, token):
+            return True
+        self.unfinished.pop(sale.id, None)
+        return False
+
+    async def _repair_once(self, sale: Sale, reason: str, token: str) -> bool:
         fenced = await self.lock.fence(
             sale.pool, sale.stock, sale.limit_per_buyer, sale.hold_seconds, token, FENCE_LEASE_S
         )

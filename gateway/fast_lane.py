@@ -8,8 +8,10 @@ A hot request runs the same endpoint with the same Request, and a refusal meets 
 handler (gateway/errors.py HANDLERS, looked up by class as Starlette does), so it is answered
 exactly as the Starlette route would answer it (tests/edge/test_fast_lane.py compares both).
 A hot WebSocket route's endpoint gets the same WebSocket, path params set as the router would;
-an exception it lets out reaches the server, as through Starlette's stack (which re-raises
-every exception of a WebSocket). Every other request goes down Starlette's stack."""
+an exception it lets out reaches the server (uvicorn answers a handshake not yet accepted with
+500, or closes with 1011), where Starlette would give the error handlers a WebSocket they cannot
+answer. The gateway's session lets none out (it closes with a code of docs/protocol.md). Every
+other request goes down Starlette's stack."""
 
 from __future__ import annotations
 

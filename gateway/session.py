@@ -65,6 +65,8 @@ class Session:
         except Exception as exc:
             await _refuse(websocket, *_failed(room, "cannot read its settings", exc))
             return
+        # Once accepted, the handshake's headers are gone (gateway/wire_uvicorn.py): read
+        # websocket.headers, .url or .cookies only above this line.
         await websocket.accept()
         anonymous = config.allow_anonymous and room_settings.get("allow_anonymous", True)
         try:

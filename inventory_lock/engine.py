@@ -128,6 +128,14 @@ class InventoryLock:
         args: list[EncodableT] = [pool, stock, limit_per_buyer, hold_ms, token, lease_ms]
         return codec.pool_change_reply(pool, await self._call("fence", pool, args))
 
+    async def fenced_by(self, pool: str, token: str) -> bool:
+        """Whether the pool's fence is still the one `fence(pool, ..., token, ...)` set (of this
+        Redis run or an earlier one): no other repair has fenced it since, none unfenced it."""
+        if not valid_pool(pool):
+            return False
+        fence = await self._redis.hget(self.keys(pool).meta, "fenced")
+        return fence is not None and codec.text(fence).endswith(f":{token}")
+
     async def adopt(self, pool: str, orders: Sequence[OrderFact]) -> Adopted | PoolChange:
         """Record each order as a confirmed hold, whatever state Redis has it in (see
         lua/adopt.lua); idempotent. A failed PoolChange for an unknown pool or bad input."""

@@ -35,9 +35,9 @@ def _raised_in_redis(traceback: TracebackType | None) -> bool:
 
 
 def _unsent(exc: AttributeError) -> bool:
-    """Whether redis-py failed on a connection that another task had disconnected before any
-    byte of the command was written (its writer gone: redis/redis-py#3815)."""
-    return exc.name == "writelines" and _raised_in_redis(exc.__traceback__)
+    """Whether redis-py's last attempt at a command failed on a connection that another task had
+    disconnected, before any byte of it was written (its writer gone: redis/redis-py#3815)."""
+    return exc.name == "writelines" and exc.obj is None and _raised_in_redis(exc.__traceback__)
 
 
 async def _connection_errors(call: Callable[[], Awaitable[T]], *, resend: int = 0) -> T:
@@ -45,8 +45,10 @@ async def _connection_errors(call: Callable[[], Awaitable[T]], *, resend: int = 
     stands for: during a failover, or while a burst opens many connections at once, the cluster
     client can touch a connection or node that another task dropped meanwhile
     (redis/redis-py#3815, #3997), which would otherwise escape every `except RedisError` and
-    answer 500 instead of 503. A command that was not sent at all is sent again, up to `resend`
-    times (on a connection of its own: the dropped one is not reused)."""
+    answer 500 instead of 503. A command whose last attempt was not sent at all is sent again,
+    up to `resend` times (redis-py reconnects the connection first). An earlier attempt of it may
+    have reached Redis (redis-py retries timeouts itself), so only commands that may run twice
+    (every write here is an idempotent script or a publish) go through a resending client."""
     resent = 0
     while True:
         try:

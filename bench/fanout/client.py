@@ -4,16 +4,14 @@ count every frame and event and, on probe viewers, time every event against its 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-import os
 import re
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from typing import cast
 
-from .procstats import prioritize, raise_fd_limit, self_cpu_s
+from .procstats import run_generator, self_cpu_s
 
 WS_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 # An event's type and `pt`, whether its envelope names its lane and key or leaves them implied.
@@ -232,19 +230,7 @@ def upgrade_request(port: int, path: str) -> bytes:
 
 def viewer_worker(pipe: Pipe, spec: WorkerSpec) -> None:
     """A load-generator process: connect, report, count, report, close."""
-    if spec.cpus:
-        os.sched_setaffinity(0, spec.cpus)
-    if spec.nice:
-        with contextlib.suppress(OSError):
-            os.setsid()
-        prioritize(spec.nice)
-    raise_fd_limit()
-    try:
-        import uvloop
-
-        uvloop.run(_viewers(pipe, spec))
-    except ImportError:
-        asyncio.run(_viewers(pipe, spec))
+    run_generator(spec.cpus, spec.nice, _viewers(pipe, spec))
 
 
 async def _viewers(pipe: Pipe, spec: WorkerSpec) -> None:

@@ -3,13 +3,16 @@ busy and interrupt time), and how the bench's processes get their priority and f
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import multiprocessing
 import os
 import resource
+from collections.abc import Coroutine
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -26,6 +29,24 @@ def prioritize(nice: int) -> None:
     with contextlib.suppress(OSError):
         Path("/proc/self/autogroup").write_text(str(nice))
     os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
+def run_generator(cpus: tuple[int, ...], nice: int, main: Coroutine[Any, Any, None]) -> None:
+    """Run a load-generator process's `main`: on `cpus` (none: anywhere), in a session of its
+    own at `nice`, with as many open files as allowed, on uvloop where it is installed."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    if nice:
+        with contextlib.suppress(OSError):
+            os.setsid()
+        prioritize(nice)
+    raise_fd_limit()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def self_cpu_s() -> float:

@@ -6,15 +6,13 @@ client.py's, which count nothing outside a measured window."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
 from .client import RESUMED, Tally, Viewer, upgrade_request
-from .procstats import prioritize, raise_fd_limit, self_cpu_s
+from .procstats import run_generator, self_cpu_s
 
 
 @dataclass(frozen=True)
@@ -42,19 +40,7 @@ class Opened:
 def storm_worker(pipe: Pipe, spec: StormSpec) -> None:
     """Commands from the pipe: ("open", paths, concurrency) -> ("opened", Opened); ("drop",) ->
     ("dropped", n); ("close",) ends the process."""
-    if spec.cpus:
-        os.sched_setaffinity(0, spec.cpus)
-    if spec.nice:
-        with contextlib.suppress(OSError):
-            os.setsid()
-        prioritize(spec.nice)
-    raise_fd_limit()
-    try:
-        import uvloop
-
-        uvloop.run(_serve(pipe, spec))
-    except ImportError:
-        asyncio.run(_serve(pipe, spec))
+    run_generator(spec.cpus, spec.nice, _serve(pipe, spec))
 
 
 async def _serve(pipe: Pipe, spec: StormSpec) -> None:

@@ -7,6 +7,8 @@ client: rooms, the gateway's pub/sub (sharded on a cluster), flash sales, invent
 
 from __future__ import annotations
 
+import asyncio
+import linecache
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -19,47 +21,70 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 MAX_CONNECTIONS = 512  # per node on a cluster
-UNSENT_RESENDS = 2  # a single command the cluster client failed before sending it: sent again
+UNSENT_RESENDS = 2  # a single command redis-py failed before sending it: sent again
 
 RedisClient = aioredis.Redis | RedisCluster
 _REDIS_PACKAGE = redis.__path__[0]
+_ASYNCIO_PACKAGE = asyncio.__path__[0]
 T = TypeVar("T")
 
 
-def _raised_in_redis(traceback: TracebackType | None) -> bool:
-    """Whether the innermost frame of `traceback` is redis-py's own code."""
-    last = None
+def _frames(traceback: TracebackType | None) -> list[TracebackType]:
+    frames = []
     while traceback is not None:
-        last, traceback = traceback, traceback.tb_next
-    return last is not None and last.tb_frame.f_code.co_filename.startswith(_REDIS_PACKAGE)
+        frames.append(traceback)
+        traceback = traceback.tb_next
+    return frames
 
 
-def _unsent(exc: AttributeError) -> bool:
-    """Whether redis-py's last attempt at a command failed on a connection that another task had
-    disconnected, before any byte of it was written (its writer gone: redis/redis-py#3815)."""
-    return exc.name == "writelines" and exc.obj is None and _raised_in_redis(exc.__traceback__)
+def _in(frame: TracebackType, package: str) -> bool:
+    return frame.tb_frame.f_code.co_filename.startswith(package)
+
+
+def _slipped(exc: Exception) -> bool:
+    """Whether `exc` (an AttributeError or TypeError) is redis-py's or asyncio's transport's,
+    under a call of redis-py: their own code touching a connection that another task or the
+    peer closed, not a bug of ours."""
+    frames = _frames(exc.__traceback__)
+    return (
+        bool(frames)
+        and any(_in(f, _REDIS_PACKAGE) for f in frames)
+        and (_in(frames[-1], _REDIS_PACKAGE) or _in(frames[-1], _ASYNCIO_PACKAGE))
+    )
+
+
+def _unsent(exc: Exception) -> bool:
+    """Whether redis-py's last attempt at a command failed where it hands the command to the
+    socket, on a connection already gone (its writer None, redis/redis-py#3815, or its transport
+    torn down by the peer's close, #4287): nothing of it was written, and redis-py dropped that
+    connection, so the next attempt connects afresh."""
+    inner = [f for f in _frames(exc.__traceback__) if _in(f, _REDIS_PACKAGE)]
+    if not inner:
+        return False
+    code = inner[-1].tb_frame.f_code
+    return "writelines" in linecache.getline(code.co_filename, inner[-1].tb_lineno)
 
 
 async def _connection_errors(call: Callable[[], Awaitable[T]], *, resend: int = 0) -> T:
-    """`call()`, with an AttributeError raised inside redis-py re-raised as the ConnectionError it
-    stands for: during a failover, or while a burst opens many connections at once, the cluster
-    client can touch a connection or node that another task dropped meanwhile
-    (redis/redis-py#3815, #3997), which would otherwise escape every `except RedisError` and
-    answer 500 instead of 503. A command whose last attempt was not sent at all is sent again,
-    up to `resend` times (redis-py reconnects the connection first). An earlier attempt of it may
-    have reached Redis (redis-py retries timeouts itself), so only commands that may run twice
-    (every write here is an idempotent script or a publish) go through a resending client."""
+    """`call()`, with an AttributeError or TypeError that redis-py or asyncio's transport raised
+    under it re-raised as the ConnectionError it stands for: during a failover, after the peer
+    closed a pooled connection, or while a burst opens many connections at once, redis-py can
+    touch a connection or node that is gone (redis/redis-py#3815, #3997, #4287), which would
+    otherwise escape every `except RedisError` and answer 500 instead of 503. A command whose
+    last attempt was not sent at all is sent again, up to `resend` times. An earlier attempt of
+    it may have reached Redis (redis-py retries timeouts itself), so only commands that may run
+    twice (every write here is an idempotent script or a publish) go through a resending client."""
     resent = 0
     while True:
         try:
             return await call()
-        except AttributeError as exc:
-            if not _raised_in_redis(exc.__traceback__):
+        except (AttributeError, TypeError) as exc:
+            if not _slipped(exc):
                 raise
             if resent < resend and _unsent(exc):
                 resent += 1
                 continue
-            raise RedisConnectionError(f"Redis Cluster connection lost: {exc}") from exc
+            raise RedisConnectionError(f"Redis connection lost: {exc!r}") from exc
 
 
 class _Pipeline(ClusterPipeline):
@@ -70,7 +95,8 @@ class _Pipeline(ClusterPipeline):
 
 
 class Cluster(RedisCluster):
-    """redis-py's asyncio cluster client whose failover slips are ConnectionErrors."""
+    """redis-py's asyncio cluster client whose slips (a failover, a closed connection) are
+    ConnectionErrors."""
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         return await _connection_errors(
@@ -82,6 +108,17 @@ class Cluster(RedisCluster):
             super().pipeline(transaction, shard_hint)
         # redis-py builds its ClusterPipeline the same way (its stubs call the class abstract)
         return _Pipeline(self, transaction)  # type: ignore[abstract]
+
+
+class Plain(aioredis.Redis):
+    """redis-py's asyncio client whose slips on a closed connection are ConnectionErrors."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        send = super().execute_command  # untyped in redis-py
+        return await _connection_errors(
+            lambda: send(*args, **options),  # type: ignore[no-untyped-call]
+            resend=UNSENT_RESENDS,
+        )
 
 
 def is_cluster(url: str) -> bool:
@@ -125,4 +162,4 @@ def open_redis(url: str, timeout_s: float, **options: Any) -> RedisClient:
         startup = [ClusterNode(host, port) for host, port in nodes[1:]]
         return Cluster.from_url(first, startup_nodes=startup, **options)
     pool = aioredis.BlockingConnectionPool.from_url(url, timeout=timeout_s, **options)
-    return aioredis.Redis.from_pool(pool)
+    return Plain.from_pool(pool)

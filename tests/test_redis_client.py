@@ -3,6 +3,11 @@ startup node, the credentials and options kept), a plain Redis otherwise."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import struct
+import sys
+
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -88,3 +93,45 @@ async def test_a_command_the_cluster_client_never_sent_is_sent_again() -> None:
     with pytest.raises(RedisConnectionError):
         await _connection_errors(unsent_once)  # a pipeline's part may have been sent: no resend
     assert len(calls) == 1
+
+
+async def test_a_write_on_a_connection_the_peer_reset_is_sent_again() -> None:
+    """On CPython 3.12 and later, asyncio's transport of a connection the peer reset raises a
+    TypeError or AttributeError on the next write instead of an OSError (redis/redis-py#4287): a
+    command redis-py so failed to send is sent again (on 3.11 the OSError is redis-py's
+    ConnectionError): never a 500."""
+
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # closed with no linger: an RST
+
+    server = await asyncio.start_server(reset, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        with pytest.raises(ConnectionResetError):
+            await reader.read()
+        for _ in range(1000):  # bounded: connection_lost comes a loop turn or two later
+            if writer.transport.is_closing() and writer.transport.get_extra_info("socket") is None:
+                break
+            await asyncio.sleep(0)
+        connection = aioredis.Connection(health_check_interval=0)
+        connection._reader, connection._writer = reader, writer
+        calls: list[str] = []
+
+        async def write_then_answer() -> str:
+            calls.append("call")
+            if len(calls) == 1:
+                await connection.send_packed_command([b"PING\r\n"])
+            return "PONG"
+
+        try:
+            answer = await _connection_errors(write_then_answer, resend=1)
+        except RedisConnectionError:
+            answer = "ConnectionError"  # redis-py's own, from the OSError of 3.11's transport
+        assert answer == ("PONG" if sys.version_info >= (3, 12) else "ConnectionError")
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -20,17 +20,32 @@ V = TypeVar("V")
 
 
 class Batched(Generic[K, V]):
-    def __init__(self, read: Callable[[K], Awaitable[V]], spacing_s: float = 0.0) -> None:
+    def __init__(
+        self, read: Callable[[K], Awaitable[V]], spacing_s: float = 0.0, remember: int = 0
+    ) -> None:
         """`spacing_s`: while callers keep coming, a key's reads begin at most this often (a
-        caller may wait that long; a lone caller never waits)."""
+        caller may wait that long; a lone caller never waits). `remember`: how many keys' latest
+        results are kept for callers that say one is good enough (`get`'s `fresh`)."""
         self._read = read
         self.spacing_s = spacing_s
         self._next: dict[K, asyncio.Future[V]] = {}  # callers waiting for a read not yet begun
         self._running: set[K] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._remember = remember
+        self._latest: dict[K, V] = {}  # the latest result of the keys read last, oldest first
         self.reads = 0  # reads done, for tests and metrics
+        self.reused = 0  # callers given the latest result, no read
 
-    async def get(self, key: K) -> V:
+    async def get(self, key: K, fresh: Callable[[V], bool] | None = None) -> V:
+        """The result of a read begun after this call; or, when `fresh` says the latest read's
+        result is as good for this caller (its source has not changed since, as far as the
+        caller can tell), that one at once."""
+        if fresh is not None:
+            latest = self._latest.get(key)
+            if latest is not None and fresh(latest):
+                self._latest[key] = self._latest.pop(key)  # the most recently used, last
+                self.reused += 1
+                return latest
         future = self._next.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -58,6 +73,7 @@ class Batched(Generic[K, V]):
                     future.set_exception(exc)
                 else:
                     future.set_result(value)
+                    self._keep(key, value)
                 future = None
                 if key in self._next:  # callers came meanwhile: more may come in the spacing
                     await asyncio.sleep(max(0.0, began + self.spacing_s - loop.time()))
@@ -65,6 +81,14 @@ class Batched(Generic[K, V]):
             self._running.discard(key)
             if future is not None and not future.done():  # cancelled mid-read (shutdown)
                 future.cancel()
+
+    def _keep(self, key: K, value: V) -> None:
+        if not self._remember:
+            return
+        self._latest.pop(key, None)
+        self._latest[key] = value
+        if len(self._latest) > self._remember:
+            del self._latest[next(iter(self._latest))]  # the least recently used
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -29,6 +29,7 @@ from gateway.protocol import (
     welcome_frame,
 )
 from gateway.share_codes import sharer_of
+from gateway.sync import covers
 from rooms.errors import RETRY_AFTER_S, STORAGE_ERRORS, Refusal
 
 if TYPE_CHECKING:
@@ -189,20 +190,24 @@ class Session:
     async def _sync(self, hub: RoomHub, connection: Connection, claims: Claims | None) -> None:
         """Resume from `since`/`epoch` when the log still holds what was missed, else send a
         snapshot. Frames that arrive meanwhile are held by the connection and released after."""
-        await self._sync_once(connection, claims)
+        await self._sync_once(hub, connection, claims)
         if hub.epoch and connection.synced_epoch != hub.epoch:
             hub.resync([connection])  # the log changed while this viewer was being synced
 
-    async def _sync_once(self, connection: Connection, claims: Claims | None) -> None:
+    async def _sync_once(self, hub: RoomHub, connection: Connection, claims: Claims | None) -> None:
         """The snapshot or replay comes from a read shared with every viewer of the room that
-        asks at the same time (gateway/sync.py), begun after this viewer joined its hub."""
+        asks at the same time (gateway/sync.py), begun after this viewer joined its hub; or,
+        for a replay, the latest one of its `since` when the hub has had nothing past it."""
         shared, room = self.gateway.shared, self.room
         params = self.websocket.query_params
         since, epoch = params.get("since"), params.get("epoch")
         user = claims.sub if claims else None
         life = token_life(claims.exp if claims else None, time.time())
         if since is not None and epoch and since.isascii() and since.isdigit() and len(since) < 19:
-            replay = await shared.replays.get((room, epoch, int(since)))
+            at = hub.epoch, hub.seq  # the hub's position once this viewer is in it
+            replay = await shared.replays.get(
+                (room, epoch, int(since)), fresh=lambda frame: covers(frame, *at)
+            )
             if not replay.gap:
                 connection.send(welcome_frame(True, replay.epoch, replay.seq, user, life))
                 connection.send_sync(replay)

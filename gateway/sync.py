@@ -15,6 +15,15 @@ from rooms.log import RoomLog
 from rooms.service import RoomService
 
 ResumeKey = tuple[str, str, int]  # room, epoch, since
+REMEMBERED_REPLAYS = 64  # the (room, epoch, since) of a reconnect storm, in one process
+
+
+def covers(frame: SyncFrame, epoch: str, seq: int) -> bool:
+    """Whether a replay brings a viewer who joined a hub at (`epoch`, `seq`) up to it: the hub
+    sends that viewer every event after `seq` (held until the replay is queued, and those the
+    replay has too left out), so a replay read before the viewer came is complete if it reaches
+    `seq` of the same epoch."""
+    return not frame.gap and frame.epoch == epoch and frame.seq >= seq
 
 
 class SharedReads:
@@ -33,7 +42,11 @@ class SharedReads:
         self._limits = limits
         self.settings: Batched[str, dict[str, Any]] = Batched(rooms.settings, spacing_s)
         self.snapshots: Batched[str, SyncFrame] = Batched(self._snapshot, spacing_s)
-        self.replays: Batched[ResumeKey, SyncFrame] = Batched(self._replay, spacing_s)
+        # A replay depends only on (room, epoch, since) and the log's head: the latest one of a
+        # key is as good as a new read for a viewer whose hub has nothing past it (`covers`).
+        self.replays: Batched[ResumeKey, SyncFrame] = Batched(
+            self._replay, spacing_s, remember=REMEMBERED_REPLAYS
+        )
 
     async def _snapshot(self, room: str) -> SyncFrame:
         snapshot = await self._rooms.snapshot(room)

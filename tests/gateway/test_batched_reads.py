@@ -101,3 +101,33 @@ async def test_with_spacing_a_key_is_read_at_most_once_per_spacing() -> None:
     later.append(asyncio.create_task(batched.get("room")))
     await asyncio.gather(*later)
     assert batched.reads == 3
+
+
+async def test_a_caller_may_take_the_latest_result_when_it_says_it_is_fresh() -> None:
+    """`fresh` is the caller's say: the latest result of a key, read before it called, is good
+    for it (a replay that reaches its hub's position); else it waits for a new read as always.
+    Only the `remember` most recently used keys are kept."""
+    store = Store()
+    batched = Batched(store.read, remember=2)
+    assert await batched.get("a") == ("a", 0)
+    store.value = 1
+    assert await batched.get("a", fresh=lambda result: result[1] >= 0) == ("a", 0)
+    assert await batched.get("a", fresh=lambda result: result[1] >= 1) == ("a", 1)  # read again
+    assert (batched.reads, batched.reused) == (2, 1)
+    assert await batched.get("a", fresh=lambda result: result[1] >= 1) == ("a", 1)
+    assert await batched.get("a") == ("a", 1) and batched.reads == 3  # no `fresh`: a new read
+    await batched.get("b")
+    await batched.get("a", fresh=lambda result: True)  # "a" used last: "b" is the oldest
+    await batched.get("c")  # "b" is forgotten
+    store.value = 2
+    assert await batched.get("b", fresh=lambda result: True) == ("b", 2)  # read again
+    assert await batched.get("c", fresh=lambda result: True) == ("c", 1)  # still kept
+    assert batched.reads == 6
+
+
+async def test_without_remember_nothing_is_kept() -> None:
+    store = Store()
+    batched = Batched(store.read)
+    await batched.get("a")
+    assert await batched.get("a", fresh=lambda result: True) == ("a", 0)
+    assert (batched.reads, batched.reused) == (2, 0)

@@ -117,3 +117,38 @@ async def test_a_reconnect_storm_resumes_every_viewer_with_what_it_missed(
         assert set(reads) <= {since, missed[0]}
         assert sum(reads.values()) < VIEWERS  # shared: fewer log reads than viewers
         await close_all(back)
+
+
+async def test_resumes_during_publishing_miss_nothing_and_reuse_replays(
+    settings: Settings,
+) -> None:
+    """Viewers resume from one `since` in waves while the host keeps pinning: each gets every
+    event after its `since` once, in order, whether its replay was read for it or was the
+    latest one of that `since`, reused because its hub had nothing past it."""
+    async with serve(settings) as served:
+        room = await make_room(served.url, settings)
+        first = await Viewer.open(ws_url(served.url, room.id))
+        epoch, since = first.epoch, first.seq
+        await close_all([first])
+        published = [(await room.pin(room.products[n % 2]))["seq"] for n in range(3)]
+        replays = served.gateway.shared.replays
+
+        async def wave() -> list[Viewer]:
+            url = ws_url(served.url, room.id, since=since, epoch=epoch)
+            return list(
+                await asyncio.gather(*(Viewer.open(url, resume=(epoch, since)) for _ in range(5)))
+            )
+
+        quiet = await wave() + await wave()  # nothing published between the two waves
+        assert replays.reused > 0
+        viewers = list(quiet)
+        for n in range(6):  # a wave and a pin at once, six times
+            pin = asyncio.create_task(room.pin(room.products[n % 2]))
+            viewers += await wave()
+            published.append((await pin)["seq"])
+        await asyncio.gather(*(v.wait_for(partial(_reached, v, published[-1])) for v in viewers))
+        for viewer in viewers:
+            assert viewer.welcome is not None and viewer.welcome["resumed"] is True
+            assert viewer.snapshots == viewer.stale == viewer.disorder == 0
+            assert [e["seq"] for e in viewer.applied] == published
+        await close_all(viewers)

@@ -21,17 +21,23 @@ V = TypeVar("V")
 
 class Batched(Generic[K, V]):
     def __init__(
-        self, read: Callable[[K], Awaitable[V]], spacing_s: float = 0.0, remember: int = 0
+        self,
+        read: Callable[[K], Awaitable[V]],
+        spacing_s: float = 0.0,
+        remember: int = 0,
+        worth_keeping: Callable[[V], bool] = lambda value: True,
     ) -> None:
         """`spacing_s`: while callers keep coming, a key's reads begin at most this often (a
         caller may wait that long; a lone caller never waits). `remember`: how many keys' latest
-        results are kept for callers that say one is good enough (`get`'s `fresh`)."""
+        results are kept for callers that say one is good enough (`get`'s `fresh`), of those
+        results `worth_keeping` says."""
         self._read = read
         self.spacing_s = spacing_s
         self._next: dict[K, asyncio.Future[V]] = {}  # callers waiting for a read not yet begun
         self._running: set[K] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._remember = remember
+        self._worth_keeping = worth_keeping
         self._latest: dict[K, V] = {}  # the latest result of the keys read last, oldest first
         self.reads = 0  # reads done, for tests and metrics
         self.reused = 0  # callers given the latest result, no read
@@ -83,9 +89,9 @@ class Batched(Generic[K, V]):
                 future.cancel()
 
     def _keep(self, key: K, value: V) -> None:
-        if not self._remember:
-            return
         self._latest.pop(key, None)
+        if not self._remember or not self._worth_keeping(value):
+            return
         self._latest[key] = value
         if len(self._latest) > self._remember:
             del self._latest[next(iter(self._latest))]  # the least recently used

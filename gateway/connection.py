@@ -75,6 +75,7 @@ class SyncFrame:
     text: str = ""
     wire: bytes = b""
     gap: bool = False
+    read_at: float = 0.0  # a replay's: when its read began (time.monotonic)
 
 
 def sync_frame(epoch: str, seq: int, text: str) -> SyncFrame:

@@ -95,6 +95,7 @@ class RoomHub:
         self.connections: set[Connection] = set()  # change through add() and discard()
         self.epoch = ""
         self.seq = 0
+        self.restarted_at = 0.0  # when the hub last started over (`_restart`), time.monotonic
         self.tick_s = config.tick_s
         sampler = lanes.Sampler(config.lossy_per_s)
         self._lanes = lanes.Lanes(config.lossy_per_tick, sampler)  # what some group lacks
@@ -223,6 +224,7 @@ class RoomHub:
         """The log cannot say what was missed (new epoch, too far behind): send every synced
         viewer a snapshot; their frames are held meanwhile and continue from it."""
         self.epoch, self.seq = epoch, seq
+        self.restarted_at = time.monotonic()
         self._lanes.clear()
         for group in self._groups:
             group.cursor, group.lossy_seen = seq, self._lanes.lossy_count

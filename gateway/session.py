@@ -190,8 +190,11 @@ class Session:
     async def _sync(self, hub: RoomHub, connection: Connection, claims: Claims | None) -> None:
         """Resume from `since`/`epoch` when the log still holds what was missed, else send a
         snapshot. Frames that arrive meanwhile are held by the connection and released after."""
+        restarted_at = hub.restarted_at
         await self._sync_once(hub, connection, claims)
-        if hub.epoch and connection.synced_epoch != hub.epoch:
+        if (hub.epoch and connection.synced_epoch != hub.epoch) or (
+            hub.restarted_at != restarted_at
+        ):
             hub.resync([connection])  # the log changed while this viewer was being synced
 
     async def _sync_once(self, hub: RoomHub, connection: Connection, claims: Claims | None) -> None:
@@ -204,7 +207,7 @@ class Session:
         user = claims.sub if claims else None
         life = token_life(claims.exp if claims else None, time.time())
         if since is not None and epoch and since.isascii() and since.isdigit() and len(since) < 19:
-            at = hub.epoch, hub.seq  # the hub's position once this viewer is in it
+            at = hub.epoch, hub.seq, hub.restarted_at  # the hub once this viewer is in it
             replay = await shared.replays.get(
                 (room, epoch, int(since)), fresh=lambda frame: covers(frame, *at)
             )

@@ -4,7 +4,9 @@ since) missed, each frame encoded for the wire once."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from gateway.batched import Batched
@@ -16,14 +18,22 @@ from rooms.service import RoomService
 
 ResumeKey = tuple[str, str, int]  # room, epoch, since
 REMEMBERED_REPLAYS = 64  # the (room, epoch, since) of a reconnect storm, in one process
+REMEMBERED_REPLAY_BYTES = 64 * 1024  # a bigger replay is read again for every caller
 
 
-def covers(frame: SyncFrame, epoch: str, seq: int) -> bool:
+def covers(frame: SyncFrame, epoch: str, seq: int, restarted_at: float) -> bool:
     """Whether a replay brings a viewer who joined a hub at (`epoch`, `seq`) up to it: the hub
     sends that viewer every event after `seq` (held until the replay is queued, and those the
     replay has too left out), so a replay read before the viewer came is complete if it reaches
-    `seq` of the same epoch."""
-    return not frame.gap and frame.epoch == epoch and frame.seq >= seq
+    `seq` of the same epoch, and began after the hub last started over (`restarted_at`: after
+    Redis lost writes, the same epoch and seqs may come back with other events)."""
+    return (
+        not frame.gap and frame.epoch == epoch and frame.seq >= seq and frame.read_at > restarted_at
+    )
+
+
+def _worth_keeping(frame: SyncFrame) -> bool:
+    return not frame.gap and len(frame.wire) <= REMEMBERED_REPLAY_BYTES
 
 
 class SharedReads:
@@ -45,7 +55,7 @@ class SharedReads:
         # A replay depends only on (room, epoch, since) and the log's head: the latest one of a
         # key is as good as a new read for a viewer whose hub has nothing past it (`covers`).
         self.replays: Batched[ResumeKey, SyncFrame] = Batched(
-            self._replay, spacing_s, remember=REMEMBERED_REPLAYS
+            self._replay, spacing_s, remember=REMEMBERED_REPLAYS, worth_keeping=_worth_keeping
         )
 
     async def _snapshot(self, room: str) -> SyncFrame:
@@ -55,8 +65,9 @@ class SharedReads:
     async def _replay(self, key: ResumeKey) -> SyncFrame:
         room, epoch, since = key
         limit, lossy_cap = self._limits()
+        read_at = time.monotonic()
         replay = await self._log.read_since(room, epoch, since, limit)
         if replay.gap:
             return SyncFrame(replay.epoch, replay.seq, gap=True)
         text = replay_frame(replay.events, lossy_cap) if replay.events else ""
-        return sync_frame(replay.epoch, replay.seq, text)
+        return replace(sync_frame(replay.epoch, replay.seq, text), read_at=read_at)

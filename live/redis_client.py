@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -110,8 +111,19 @@ class Cluster(RedisCluster):
         return _Pipeline(self, transaction)  # type: ignore[abstract]
 
 
+class _PlainPipeline(Pipeline):
+    async def execute(self, raise_on_error: bool = True) -> Any:
+        return await _connection_errors(lambda: super(_PlainPipeline, self).execute(raise_on_error))
+
+
 class Plain(aioredis.Redis):
     """redis-py's asyncio client whose slips on a closed connection are ConnectionErrors."""
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> _PlainPipeline:
+        # as redis-py builds its Pipeline
+        return _PlainPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         send = super().execute_command  # untyped in redis-py

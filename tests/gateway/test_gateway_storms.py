@@ -15,6 +15,8 @@ import redis.asyncio as aioredis
 from gateway_testkit import Viewer, close_all, eventually, make_room, serve, ws_url
 from websockets.asyncio.client import connect
 
+from gateway.connection import SyncFrame
+from gateway.sync import covers
 from live.settings import Settings
 from rooms.events import Lane
 from rooms.log import Replay, RoomLog
@@ -152,3 +154,14 @@ async def test_resumes_during_publishing_miss_nothing_and_reuse_replays(
             assert viewer.snapshots == viewer.stale == viewer.disorder == 0
             assert [e["seq"] for e in viewer.applied] == published
         await close_all(viewers)
+
+
+def test_a_replay_read_before_its_hub_started_over_covers_nobody() -> None:
+    """After Redis lost writes the same epoch and seqs come back with other events, and the hub
+    starts over: a replay read before that never stands for a new read."""
+    frame = SyncFrame("e1", 120, "text", b"wire", read_at=5.0)
+    assert covers(frame, "e1", 111, restarted_at=0.0)
+    assert not covers(frame, "e1", 111, restarted_at=6.0)  # the hub started over since
+    assert not covers(frame, "e1", 121, restarted_at=0.0)  # the hub has more
+    assert not covers(frame, "e2", 1, restarted_at=0.0)
+    assert not covers(SyncFrame("e1", 120, gap=True, read_at=5.0), "e1", 1, restarted_at=0.0)

@@ -95,7 +95,9 @@ class RoomHub:
         self.connections: set[Connection] = set()  # change through add() and discard()
         self.epoch = ""
         self.seq = 0
-        self.restarted_at = 0.0  # when the hub last started over (`_restart`), time.monotonic
+        # When this hub began, or last started over (`_restart`), by time.monotonic: a replay
+        # read before then may be of a log Redis has since lost (gateway/sync.py `covers`).
+        self.restarted_at = time.monotonic()
         self.tick_s = config.tick_s
         sampler = lanes.Sampler(config.lossy_per_s)
         self._lanes = lanes.Lanes(config.lossy_per_tick, sampler)  # what some group lacks

@@ -53,8 +53,8 @@ import httpx
 import redis.asyncio as aioredis
 from bids_edge_clients import WS_MIN_GAP_S, HttpBidder, PgBidder, WsBidder
 from bids_edge_rows import START_CENTS, WARM_UP_S, WORKLOADS, Race, Row, measure
-from fanout.procstats import raise_fd_limit
-from fanout.servers import SECRET, Server, start_live, stop_server
+from fanout.procstats import raise_fd_limit, split_cpus
+from fanout.servers import SECRET, Server, add_store_options, start_live, stop_server
 
 from gateway.auth import mint
 from rooms.actors import Role
@@ -227,13 +227,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/bids_edge.py", description=(__doc__ or "").split("\n\n")[0]
     )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("LIVE_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("LIVE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-    )
+    add_store_options(parser)
     parser.add_argument("--bidders", type=int, default=400, help="HTTP and WebSocket (1..2000)")
     parser.add_argument("--pg-clients", type=int, default=50, help="PostgreSQL connections")
     parser.add_argument("--seconds", type=float, default=5.0, help="per row (0.5..20)")
@@ -244,11 +238,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--bidders or --pg-clients out of range")
     if not 0.5 <= args.seconds <= 20:
         parser.error("--seconds out of range")
-    available = sorted(os.sched_getaffinity(0))
-    if args.no_pin or len(available) < 2:
-        args.server_cpus, args.client_cpus = (), ()
-    else:
-        args.server_cpus, args.client_cpus = (available[0],), tuple(available[1:])
+    args.server_cpus, args.client_cpus = split_cpus(args.no_pin)
     # what bench/fanout/servers.py reads
     args.nice, args.tick_ms, args.live_module = 0, 0, "live.cli"
     return args

@@ -43,8 +43,16 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
-from fanout.procstats import raise_fd_limit
-from fanout.servers import SECRET, Server, spawn, start_live, stop_server, wait_ready
+from fanout.procstats import raise_fd_limit, split_cpus
+from fanout.servers import (
+    SECRET,
+    Server,
+    add_store_options,
+    spawn,
+    start_live,
+    stop_server,
+    wait_ready,
+)
 
 from flash_sales.model import MAX_HOLD_SECONDS, MAX_LIMIT, MAX_STOCK
 from gateway.auth import mint
@@ -295,13 +303,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/burst.py", description=(__doc__ or "").split("\n\n")[0]
     )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("LIVE_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("LIVE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-    )
+    add_store_options(parser)
     parser.add_argument("--seconds", type=float, default=5.0, help="per row (1..60)")
     parser.add_argument("--connections", type=int, default=128, help="wrk's (1..1000)")
     parser.add_argument("--ws-buyers", type=int, default=1500, help="WebSocket connections")
@@ -314,11 +316,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--seconds or --connections out of range")
     if not (1 <= args.ws_buyers <= 5000 and 1 <= args.buyers <= 100_000 and args.max_ops > 0):
         parser.error("--ws-buyers, --buyers or --max-ops out of range")
-    available = sorted(os.sched_getaffinity(0))
-    if args.no_pin or len(available) < 2:
-        args.server_cpus, args.client_cpus = (), ()
-    else:
-        args.server_cpus, args.client_cpus = (available[0],), tuple(available[1:])
+    args.server_cpus, args.client_cpus = split_cpus(args.no_pin)
     args.nice, args.tick_ms, args.live_module = 0, 0, "live.cli"  # bench/fanout/servers.py's
     return args
 

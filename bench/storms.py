@@ -38,8 +38,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from fanout.peers import install_peers, peer_versions
-from fanout.procstats import proc_cpu_s, proc_cpu_split_s, proc_rss, raise_fd_limit
-from fanout.servers import STARTERS, Server, stop_server
+from fanout.procstats import proc_cpu_s, proc_cpu_split_s, proc_rss, raise_fd_limit, split_cpus
+from fanout.servers import STARTERS, Server, add_store_options, stop_server
 from fanout.storm_client import Opened, StormSpec, storm_worker
 from fanout.workload import Workload, publish_loop
 
@@ -107,13 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--live-module", default="live.cli")
     parser.add_argument("--nice", type=int, default=0)
     parser.add_argument("--no-pin", action="store_true")
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("LIVE_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("LIVE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-    )
+    add_store_options(parser)
     parser.add_argument(
         "--peers-dir",
         type=Path,
@@ -122,11 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.viewers, args.runs, args.concurrency, args.spread, args.workers) < 1:
         parser.error("--viewers, --runs, --concurrency, --spread and --workers must be positive")
-    available = sorted(os.sched_getaffinity(0))
-    if args.no_pin or len(available) < 2:
-        args.server_cpus, args.gen_cpus = (), ()
-    else:
-        args.server_cpus, args.gen_cpus = (available[0],), tuple(available[1:])
+    args.server_cpus, args.gen_cpus = split_cpus(args.no_pin)
     return args
 
 

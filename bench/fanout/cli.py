@@ -9,9 +9,10 @@ from pathlib import Path
 
 from . import __doc__ as PACKAGE_DOC
 from .peers import install_peers, peer_versions
-from .procstats import raise_fd_limit
+from .procstats import raise_fd_limit, split_cpus
 from .report import report
 from .run import bench
+from .servers import add_store_options
 
 KINDS = ("live", "node", "socketio")
 PROXY_KINDS = ("live", "live-haproxy")
@@ -62,13 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(e.g. -10 as root when other work shares the machine)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and generators")
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("LIVE_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("LIVE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-    )
+    add_store_options(parser)
     parser.add_argument(
         "--peers-dir",
         type=Path,
@@ -81,11 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--viewers, --duration and --rate must be positive")
     if args.workers < 1 or args.probes < 1 or args.concurrency < 1:
         parser.error("--workers, --probes and --concurrency must be positive")
-    available = sorted(os.sched_getaffinity(0))
-    if args.no_pin or len(available) < 2:
-        args.server_cpus, args.gen_cpus = (), ()
-    else:
-        args.server_cpus, args.gen_cpus = (available[0],), tuple(available[1:])
+    args.server_cpus, args.gen_cpus = split_cpus(args.no_pin)
     return args
 
 

@@ -49,6 +49,15 @@ def run_generator(cpus: tuple[int, ...], nice: int, main: Coroutine[Any, Any, No
         uvloop.run(main)
 
 
+def split_cpus(no_pin: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(the server's CPUs, the load generators' CPUs): the first CPU this process may use and
+    the others; neither pinned (both empty) with `no_pin` or a single CPU."""
+    available = sorted(os.sched_getaffinity(0))
+    if no_pin or len(available) < 2:
+        return (), ()
+    return (available[0],), tuple(available[1:])
+
+
 def self_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime

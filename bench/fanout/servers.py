@@ -65,6 +65,18 @@ class Server:
         return "\n".join(text[-lines:])
 
 
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """--redis-url and --database-url: the servers live runs on (the environment's, or this
+    machine's)."""
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("LIVE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("LIVE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
+
+
 def spawn(
     cmd: list[str], env: dict[str, str], log_path: Path, args: argparse.Namespace, cwd: Path
 ) -> subprocess.Popen[bytes]:
